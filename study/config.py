@@ -1,0 +1,138 @@
+"""The study's configuration: one validated object built from defaults, a TOML file and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("breast-cancer",)
+MODELS = ("lr", "mlp")
+SPLITS = ("dirichlet", "iid")
+ACCOUNTANTS = ("prv", "rdp")
+ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the option and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study run depends on. Two equal configs give the same numbers."""
+
+    dataset: str = "breast-cancer"
+    sites: int = 5
+    split: str = "dirichlet"
+    alpha: float = 0.5
+    test_fraction: float = 0.25
+    seeds: tuple[int, ...] = (0, 1, 2)
+    models: tuple[str, ...] = MODELS
+    arms: tuple[str, ...] = ARMS
+    epsilons: tuple[float, ...] = (1.0, 3.0, 8.0)
+    delta: float = 1e-5
+    accountant: str = "rdp"
+    rounds: int = 15
+    local_epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 0.1
+    max_grad_norm: float = 1.0
+    mlp_hidden: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("seeds", "models", "arms", "epsilons"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "epsilons", tuple(float(e) for e in self.epsilons))
+        _validate(self)
+
+    @property
+    def total_epochs(self) -> int:
+        """Passes over each training record, the same for every arm."""
+        return self.rounds * self.local_epochs
+
+    @property
+    def dp_arms(self) -> tuple[str, ...]:
+        return tuple(arm for arm in self.arms if arm.endswith("-dp"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def with_overrides(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def option_name(field_name: str) -> str:
+    """The CLI flag that sets a config field."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _require(ok: bool, field_name: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option_name(field_name)}: {problem}")
+
+
+def _validate(config: StudyConfig) -> None:
+    _require(config.dataset in DATASETS, "dataset",
+             f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}")
+    _require(config.sites >= 2, "sites", f"needs at least 2 sites to federate, got {config.sites}")
+    _require(config.split in SPLITS, "split", f"unknown split {config.split!r}; choose {' or '.join(SPLITS)}")
+    _require(config.alpha > 0 and math.isfinite(config.alpha), "alpha",
+             f"the Dirichlet concentration must be a positive number, got {config.alpha}")
+    _require(0 < config.test_fraction < 1, "test_fraction",
+             f"must be between 0 and 1 (exclusive), got {config.test_fraction}")
+    _require(len(config.seeds) > 0, "seeds", "give at least one seed")
+    _require(len(set(config.seeds)) == len(config.seeds), "seeds", "seeds must be distinct")
+    _require(all(s >= 0 for s in config.seeds), "seeds", "seeds must be non-negative integers")
+    _require(len(config.models) > 0, "models", "give at least one model")
+    for model in config.models:
+        _require(model in MODELS, "models", f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    _require(len(config.arms) > 0, "arms", "give at least one arm")
+    for arm in config.arms:
+        _require(arm in ARMS, "arms", f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    if config.dp_arms:
+        _require(len(config.epsilons) > 0, "epsilons", "DP arms need at least one epsilon")
+    for epsilon in config.epsilons:
+        _require(epsilon > 0 and math.isfinite(epsilon), "epsilons",
+                 f"each privacy budget must be a positive finite number, got {epsilon}")
+    _require(0 < config.delta < 1, "delta", f"must be strictly between 0 and 1, got {config.delta}")
+    _require(config.accountant in ACCOUNTANTS, "accountant",
+             f"unknown accountant {config.accountant!r}; choose {' or '.join(ACCOUNTANTS)}")
+    _require(config.rounds >= 1, "rounds", f"needs at least 1 round, got {config.rounds}")
+    _require(config.local_epochs >= 1, "local_epochs", f"needs at least 1 epoch, got {config.local_epochs}")
+    _require(config.batch_size >= 1, "batch_size", f"must be at least 1, got {config.batch_size}")
+    _require(config.learning_rate > 0 and math.isfinite(config.learning_rate), "learning_rate",
+             f"must be a positive number, got {config.learning_rate}")
+    _require(config.max_grad_norm > 0 and math.isfinite(config.max_grad_norm), "max_grad_norm",
+             f"the DP-SGD clipping norm must be a positive number, got {config.max_grad_norm}")
+    _require(config.mlp_hidden >= 1, "mlp_hidden", f"must be at least 1, got {config.mlp_hidden}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Config values from a TOML file; keys are field names (``local_epochs`` or ``local-epochs``)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--config: file {path} does not exist; check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--config: {path} is not valid TOML ({error}); fix the file") from None
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"--config: unknown key {unknown[0]!r} in {path}; known keys: {', '.join(sorted(known))}")
+    return values
+
+
+def build_config(values: dict[str, Any]) -> StudyConfig:
+    """A StudyConfig from plain values; type problems become ConfigErrors naming the option."""
+    try:
+        return StudyConfig(**values)
+    except TypeError as error:
+        raise ConfigError(f"bad configuration value: {error}") from None

@@ -1,0 +1,120 @@
+"""The study's ServerApp: runs every federated experiment of a study, one after another, in one Flower run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from study.data.preprocess import FeatureStats, Scaler
+from study.data.sites import SplitSpec
+from study.federation.protocol import FederatedExperiment, split_to_config
+from study.models import build_model
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FederatedOutcome:
+    """The global model after every round, and what each site reported while training it."""
+
+    experiment: FederatedExperiment
+    scaler: Scaler
+    round_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    site_epsilons: dict[int, float] = field(default_factory=dict)
+    site_noise: dict[int, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def build_server_app(
+    experiments: list[FederatedExperiment], n_sites: int, outcomes: list[FederatedOutcome], progress: Progress
+) -> ServerApp:
+    """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        node_ids = _wait_for_sites(grid, n_sites)
+        scalers: dict[SplitSpec, Scaler] = {}
+        for number, experiment in enumerate(experiments, start=1):
+            if experiment.split not in scalers:
+                scalers[experiment.split] = _global_scaler(grid, node_ids, experiment.split)
+            progress(f"federated experiment {number}/{len(experiments)}: {experiment.key}")
+            outcomes.append(_run_experiment(grid, experiment, scalers[experiment.split], n_sites))
+
+    return app
+
+
+def _wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(node_ids := sorted(grid.get_node_ids())) < n_sites:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(node_ids)} of {n_sites} sites connected within {timeout:.0f} s")
+        time.sleep(0.2)
+    return node_ids
+
+
+def _global_scaler(grid: Grid, node_ids: list[int], split: SplitSpec) -> Scaler:
+    """Ask every site for its training-row statistics and combine them: the federation's shared scaling."""
+    messages = [
+        Message(RecordDict({"config": ConfigRecord(split_to_config(split))}), dst_node_id=node, message_type=MessageType.QUERY)
+        for node in node_ids
+    ]
+    parts = []
+    for reply in grid.send_and_receive(messages):
+        if reply.has_error():
+            raise RuntimeError(f"a site failed to report its statistics: {reply.error.reason}")
+        stats = reply.content["stats"]
+        parts.append(
+            FeatureStats(int(stats["count"]), np.asarray(stats["sums"]), np.asarray(stats["sums-of-squares"]))
+        )
+    if len(parts) != len(node_ids):
+        raise RuntimeError(f"only {len(parts)} of {len(node_ids)} sites reported their statistics")
+    return FeatureStats.combine(parts).scaler()
+
+
+def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler, n_sites: int) -> FederatedOutcome:
+    outcome = FederatedOutcome(experiment=experiment, scaler=scaler)
+
+    def collect_site_reports(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+        for record in records:
+            metrics = record["metrics"]
+            if "noise-multiplier" in metrics:
+                outcome.site_noise[int(metrics["partition-id"])] = float(metrics["noise-multiplier"])
+            if "epsilon" in metrics:
+                outcome.site_epsilons[int(metrics["partition-id"])] = float(metrics["epsilon"])
+        return MetricRecord({"sites": len(records)})
+
+    def keep_global_model(server_round: int, arrays: ArrayRecord) -> None:
+        if server_round > 0:
+            outcome.round_states[server_round] = arrays.to_torch_state_dict()
+
+    strategy = FedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=n_sites,
+        min_available_nodes=n_sites,
+        train_metrics_aggr_fn=collect_site_reports,
+    )
+    n_features = len(scaler.mean)
+    initial = build_model(experiment.model, n_features, hidden=experiment.mlp_hidden, seed=experiment.seed)
+    started = time.perf_counter()
+    strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(initial.state_dict()),
+        num_rounds=experiment.rounds,
+        train_config=experiment.to_config(scaler),
+        evaluate_fn=keep_global_model,
+    )
+    outcome.seconds = time.perf_counter() - started
+    if len(outcome.round_states) != experiment.rounds:
+        raise RuntimeError(f"{experiment.key}: only {len(outcome.round_states)} of {experiment.rounds} rounds completed")
+    if experiment.epsilon is not None and len(outcome.site_epsilons) != n_sites:
+        raise RuntimeError(f"{experiment.key}: {len(outcome.site_epsilons)} of {n_sites} sites reported their epsilon")
+    return outcome

@@ -1,0 +1,157 @@
+"""The report's figures, drawn with seaborn from the results table only (never retrains)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from study.evaluation import ALL_SITES  # noqa: E402
+from study.results import final_results  # noqa: E402
+
+MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP"}
+ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A rendered figure with the text that tells a reader how to read it."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """Two-sided 95% t interval of the mean, as the results table reports it (seaborn errorbar callable)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float(values.mean()), float(values.mean())
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def _png(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _labelled(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    table["model"] = table["model"].map(MODEL_NAMES)
+    table["arm label"] = [
+        arm if np.isnan(eps) else f"{arm} ε={eps:g}" for arm, eps in zip(table["arm"], table["epsilon"])
+    ]
+    return table
+
+
+def learning_curves(table: pd.DataFrame) -> Figure | None:
+    rounds = _labelled(table[table["round"].notna() & (table["site"] == ALL_SITES) & (table["metric"] == "auc")])
+    if rounds.empty:
+        return None
+    rounds["round"] = rounds["round"].astype(int)
+    models = list(rounds["model"].unique())
+    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False, sharey=True)
+    reference = _labelled(final_results(table))
+    reference = reference[(reference["arm"] == "centralized") & (reference["site"] == ALL_SITES) & (reference["metric"] == "auc")]
+    for axis, model in zip(axes[0], models):
+        sns.lineplot(data=rounds[rounds["model"] == model], x="round", y="value", hue="arm label",
+                     errorbar=t_interval, marker="o", markersize=3, ax=axis)
+        central = reference[reference["model"] == model]["value"]
+        if len(central):
+            axis.axhline(central.mean(), color="black", linestyle="--", linewidth=1, label="centralized (final)")
+        axis.set(title=model, xlabel="federated round", ylabel="test ROC AUC (all sites)")
+        axis.legend(fontsize=8, loc="lower right")
+    return Figure(
+        "learning_curves", "Learning curves of the federated arms",
+        "Test ROC AUC on all sites' test rows after each FedAvg round (line: mean over seeds; band: 95% confidence "
+        "interval). The dashed line is centralized training on pooled data with the same number of passes over each "
+        "record. A curve that reaches the dashed line means federation lost nothing against pooling.",
+        _png(figure),
+    )
+
+
+def privacy_utility(table: pd.DataFrame) -> Figure | None:
+    final = _labelled(final_results(table))
+    final = final[(final["site"] == ALL_SITES) & (final["metric"] == "auc")]
+    private = final[final["epsilon"].notna()]
+    if private.empty:
+        return None
+    models = list(final["model"].unique())
+    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False, sharey=True)
+    for axis, model in zip(axes[0], models):
+        sns.lineplot(data=private[private["model"] == model], x="epsilon", y="value", hue="arm",
+                     errorbar=t_interval, marker="o", ax=axis)
+        for arm, style in (("centralized", "--"), ("federated", ":")):
+            values = final[(final["model"] == model) & (final["arm"] == arm)]["value"]
+            if len(values):
+                axis.axhline(values.mean(), color="black", linestyle=style, linewidth=1, label=f"{arm} (no DP)")
+        axis.set_xscale("log")
+        epsilons = sorted(private["epsilon"].unique())
+        axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+        axis.minorticks_off()
+        axis.set(title=model, xlabel="privacy budget ε per site, whole run (log scale)", ylabel="test ROC AUC (all sites)")
+        axis.legend(fontsize=8, loc="lower right")
+    return Figure(
+        "privacy_utility", "Privacy-utility trade-off",
+        "Final test ROC AUC against the privacy budget ε (smaller ε = stronger privacy). Lines are the DP-SGD arms "
+        "(mean over seeds, 95% CI band); horizontal lines are the same training without DP. The vertical distance "
+        "to a horizontal line is the accuracy price of that much privacy.",
+        _png(figure),
+    )
+
+
+def per_site_benefit(table: pd.DataFrame) -> Figure | None:
+    final = _labelled(final_results(table))
+    final = final[(final["site"] != ALL_SITES) & (final["metric"] == "accuracy") & final["epsilon"].isna()]
+    final = final[final["arm"].isin(["local", "federated", "centralized"])]
+    if final.empty:
+        return None
+    grid = sns.catplot(data=final, x="site", y="value", hue="arm", col="model", kind="bar",
+                       errorbar=t_interval, hue_order=["local", "federated", "centralized"],
+                       height=3.6, aspect=1.35, sharey=True)
+    grid.set_axis_labels("", "test accuracy on the site's own test rows")
+    grid.set_titles("{col_name}")
+    return Figure(
+        "per_site", "Is joining worth it for my hospital?",
+        "Each site's test accuracy when it trains alone (local), joins the federation (federated) or pools its data "
+        "(centralized); mean over seeds with 95% CI. Accuracy is shown because a small, skewed site's test rows can "
+        "hold a single class, where ROC AUC is undefined.",
+        _png(grid.figure),
+    )
+
+
+def data_split(split: pd.DataFrame) -> Figure:
+    long = split.assign(negatives=split["rows"] - split["positives"]).melt(
+        id_vars=["seed", "site", "part"], value_vars=["positives", "negatives"], var_name="label", value_name="count"
+    )
+    long = long.groupby(["seed", "site", "label"], as_index=False)["count"].sum()
+    seeds = sorted(long["seed"].unique())
+    figure, axes = plt.subplots(1, len(seeds), figsize=(3.6 * len(seeds), 3.2), squeeze=False, sharey=True)
+    for axis, seed in zip(axes[0], seeds):
+        pivot = long[long["seed"] == seed].pivot(index="site", columns="label", values="count")[["positives", "negatives"]]
+        pivot.plot(kind="bar", stacked=True, ax=axis, color=sns.color_palette("deep")[3:1:-1], rot=0, legend=axis is axes[0][0])
+        axis.set(title=f"seed {seed}", xlabel="", ylabel="patients (train + test)")
+    return Figure(
+        "data_split", "How the data is split across sites",
+        "Patients per site (train and test rows together), split into positive and negative cases, for each seed's "
+        "split. Unequal heights and colour mixes are the heterogeneity federated learning has to cope with.",
+        _png(figure),
+    )
+
+
+def all_figures(table: pd.DataFrame, split: pd.DataFrame) -> list[Figure]:
+    sns.set_theme(style="whitegrid", context="notebook")
+    candidates = [learning_curves(table), privacy_utility(table), per_site_benefit(table), data_split(split)]
+    return [figure for figure in candidates if figure is not None]

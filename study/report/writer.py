@@ -1,0 +1,50 @@
+"""Write a finished study to its run folder: tables, metadata, figures and the HTML report, all or nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from study.data.sources import load_dataset
+from study.provenance import machine, versions
+from study.report.figures import all_figures
+from study.report.html import render, write_figures
+from study.results import StudyResults
+from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, run_id, write_atomically
+
+
+def build_metadata(results: StudyResults, command: str, started: datetime) -> dict:
+    config = results.config.to_dict()
+    return {
+        "run_id": run_id(config, started),
+        "created": f"{started:%Y-%m-%d %H:%M UTC}",
+        "command": command,
+        "config": config,
+        "versions": versions(),
+        "machine": machine(),
+        "seconds": results.seconds,
+        "dataset_description": load_dataset(results.config.dataset).description,
+    }
+
+
+def write_run(results: StudyResults, reports_dir: Path, command: str, started: datetime) -> Path:
+    """Create reports_dir/<run-id>/ with results.csv, split.csv, results.json, figures/ and index.html."""
+    metadata = build_metadata(results, command, started)
+
+    def fill(folder: Path) -> None:
+        write_report_files(folder, results.table, results.split, metadata)
+
+    return write_atomically(reports_dir, metadata["run_id"], fill)
+
+
+def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -> None:
+    table.to_csv(folder / RESULTS_CSV, index=False)
+    split.to_csv(folder / SPLIT_CSV, index=False)
+    document = {**metadata, "results": json.loads(table.to_json(orient="records"))}
+    (folder / METADATA_JSON).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    figures = all_figures(table, split)
+    write_figures(figures, folder / "figures")
+    (folder / REPORT_HTML).write_text(render(table, split, figures, metadata), encoding="utf-8")

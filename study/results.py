@@ -1,0 +1,49 @@
+"""The results table (long format, one row a metric) and its summary over seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from study.config import StudyConfig
+
+COLUMNS = ["arm", "model", "seed", "epsilon", "round", "site", "metric", "value"]
+GROUP = ["arm", "model", "epsilon", "site", "metric"]
+
+
+@dataclass
+class StudyResults:
+    """Everything a report is made from: re-rendering never needs training."""
+
+    config: StudyConfig
+    table: pd.DataFrame
+    split: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def make_table(records: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame.from_records(records, columns=COLUMNS)
+    table["epsilon"] = table["epsilon"].astype(float)
+    table["round"] = table["round"].astype("Int64")
+    table["value"] = table["value"].astype(float)
+    return table
+
+
+def final_results(table: pd.DataFrame) -> pd.DataFrame:
+    """Each arm's final model: rows of non-federated arms, and federated rows of the last round."""
+    last_round = table["round"].max()
+    return table[table["round"].isna() | (table["round"] == last_round)]
+
+
+def summarize(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Mean and two-sided 95% t confidence interval over seeds (no interval from a single seed)."""
+    by = by or GROUP
+    grouped = table.groupby(by, dropna=False, sort=False)["value"]
+    summary = grouped.agg(mean="mean", sd="std", n="count").reset_index()
+    half_width = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1)) * summary["sd"] / np.sqrt(summary["n"])
+    summary["ci_low"] = np.where(summary["n"] > 1, summary["mean"] - half_width, np.nan)
+    summary["ci_high"] = np.where(summary["n"] > 1, summary["mean"] + half_width, np.nan)
+    return summary.drop(columns="sd")

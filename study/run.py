@@ -1,0 +1,50 @@
+"""`python -m study.run`: parse the command line, run the study, write the report, print where it is."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from study.cli import parse, reproduce_command
+from study.config import ConfigError
+from study.pipeline import check_against_data, run_study
+from study.report.writer import write_run
+from study.rundir import prepare_output
+
+PROG = "python -m study.run"
+
+
+class ProgressPrinter:
+    """Timestamped progress lines on stderr; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config, args = parse(argv)
+        check_against_data(config)
+        prepare_output(args.output)
+    except (ConfigError, OSError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    progress = ProgressPrinter(args.quiet)
+    started = datetime.now(timezone.utc)
+    results = run_study(config, progress)
+    run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
+    progress(f"done in {results.seconds['total']:.0f} s")
+    print(Path(run_dir) / "index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from study.cli import parse, reproduce_command
+from study.config import ConfigError, StudyConfig
+from study.run import main
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--dataset", "mnist"], "--dataset"),
+        (["--models", "xgboost"], "--models"),
+        (["--epsilon", "0"], "--epsilons"),
+        (["--epsilon", "-2", "3"], "--epsilons"),
+        (["--epsilon", "nan"], "--epsilons"),
+        (["--delta", "0"], "--delta"),
+        (["--delta", "1"], "--delta"),
+        (["--delta", "1.5"], "--delta"),
+        (["--sites", "1"], "--sites"),
+        (["--sites", "100"], "--sites"),
+        (["--rounds", "0"], "--rounds"),
+        (["--alpha", "-1"], "--alpha"),
+        (["--test-fraction", "1"], "--test-fraction"),
+        (["--seeds", "1", "1"], "--seeds"),
+        (["--sites", "five"], "--sites"),
+        (["--config", "no-such-file.toml"], "--config"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_values_stop_with_one_line_naming_the_option(argv, option, capsys, tmp_path):
+    assert _exit_code(argv + ["--output", str(tmp_path / "reports")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert option in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stopped:  # argparse's own errors
+        return int(stopped.code)
+
+
+def test_real_cli_bad_value_exit_code_and_single_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "study.run", "--epsilon", "0", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "--epsilons" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_flags_override_toml_which_overrides_defaults(tmp_path):
+    toml = tmp_path / "study.toml"
+    toml.write_text('sites = 4\nrounds = 7\nlocal-epochs = 3\nepsilons = [0.5, 2.0]\n')
+    config, _ = parse(["--config", str(toml), "--rounds", "9"])
+    assert (config.sites, config.rounds, config.local_epochs, config.epsilons) == (4, 9, 3, (0.5, 2.0))
+    assert config.batch_size == StudyConfig().batch_size
+
+
+def test_toml_with_unknown_key_is_a_config_error(tmp_path):
+    toml = tmp_path / "study.toml"
+    toml.write_text("epsilonz = [1.0]\n")
+    with pytest.raises(ConfigError, match="unknown key 'epsilonz'"):
+        parse(["--config", str(toml)])
+
+
+def test_reproduce_command_rebuilds_the_same_config(tmp_path):
+    config = StudyConfig(sites=4, split="iid", epsilons=(0.5, 8.0), seeds=(3,), models=("mlp",), learning_rate=0.05)
+    command = reproduce_command(config, tmp_path)
+    argv = shlex.split(command)[3:]
+    rebuilt, args = parse(argv)
+    assert rebuilt == config
+    assert args.output == tmp_path

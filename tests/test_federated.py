@@ -1,0 +1,80 @@
+"""Federated arms through Flower's real simulation engine (starts Ray: run inside a loopback-only namespace)."""
+
+import numpy as np
+import pytest
+
+from study.config import StudyConfig
+from study.data.sites import build_sites, combined_stats
+from study.evaluation import ALL_SITES
+from study.federation import simulation
+from study.pipeline import run_study, split_spec
+from study.results import final_results
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def iid_study():
+    """One engine start for the whole module; also keeps the raw federated outcomes for inspection."""
+    config = StudyConfig(
+        split="iid", seeds=(0,), models=("lr",), arms=("centralized", "federated", "federated-dp"), epsilons=(1.0, 4.0)
+    )
+    outcomes = []
+
+    def keep_outcomes(experiments, n_sites, progress):
+        outcomes.extend(real_run_federated(experiments, n_sites, progress))
+        return outcomes
+
+    real_run_federated = simulation.run_federated
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(simulation, "run_federated", keep_outcomes)
+        results = run_study(config)
+    results.outcomes = outcomes
+    return config, results
+
+
+def _final(results, arm, metric, site=ALL_SITES, epsilon=None):
+    table = final_results(results.table)
+    chosen = table[(table["arm"] == arm) & (table["metric"] == metric) & (table["site"] == site)]
+    chosen = chosen[chosen["epsilon"].isna()] if epsilon is None else chosen[chosen["epsilon"] == epsilon]
+    return chosen["value"].to_numpy()
+
+
+def test_federated_lr_on_iid_split_matches_centralized(iid_study):
+    _, results = iid_study
+    (central,) = _final(results, "centralized", "auc")
+    (federated,) = _final(results, "federated", "auc")
+    assert abs(federated - central) <= 0.01
+
+
+@pytest.mark.parametrize("target", [1.0, 4.0])
+def test_every_site_spends_close_to_but_not_over_its_budget(iid_study, target):
+    config, results = iid_study
+    table = results.table
+    spent = table[(table["arm"] == "federated-dp") & (table["metric"] == "epsilon") & (table["epsilon"] == target)]
+    per_site = spent[spent["site"] != ALL_SITES]["value"].to_numpy()
+    assert len(per_site) == config.sites
+    assert np.all(per_site <= target) and np.all(per_site >= 0.8 * target)
+    assert spent[spent["site"] == ALL_SITES]["value"].item() == pytest.approx(per_site.max())
+
+
+def test_federated_dp_lr_at_epsilon_one_still_predicts(iid_study):
+    _, results = iid_study
+    (auc,) = _final(results, "federated-dp", "auc", epsilon=1.0)
+    assert auc >= 0.95
+
+
+def test_learning_curve_has_every_round(iid_study):
+    config, results = iid_study
+    table = results.table
+    rounds = table[(table["arm"] == "federated") & (table["metric"] == "auc") & (table["site"] == ALL_SITES)]["round"]
+    assert sorted(rounds.tolist()) == list(range(1, config.rounds + 1))
+
+
+def test_federated_scaling_comes_from_site_statistics(iid_study):
+    """The scaler the sites agreed on through Flower equals the pooled-statistics scaler computed in-process."""
+    config, results = iid_study
+    expected = combined_stats(build_sites(split_spec(config, 0))).scaler()
+    for outcome in results.outcomes:
+        np.testing.assert_allclose(outcome.scaler.mean, expected.mean)
+        np.testing.assert_allclose(outcome.scaler.scale, expected.scale)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from study.arms import SeedData, centralized
+from study.config import StudyConfig
+from study.data.sites import combined_stats
+from study.models import build_model
+from study.privacy import calibrate_noise, epsilon_spent, merge_history
+from study.training import PrivateTraining, TrainSettings, batch_plan, fit
+
+
+def _metric(rows, name, site="all"):
+    return next(value for row_site, metric, value in rows if row_site == site and metric == name)
+
+
+@pytest.fixture(scope="module")
+def seed_data(default_sites):
+    return SeedData(seed=0, sites=default_sites, scaler=combined_stats(default_sites).scaler())
+
+
+def test_centralized_logistic_regression_reaches_published_auc(seed_data):
+    rows = centralized(StudyConfig(), seed_data, "lr")
+    assert _metric(rows, "auc") >= 0.98
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 3.0])
+def test_centralized_dp_spends_close_to_but_not_over_its_budget(seed_data, epsilon):
+    rows = centralized(StudyConfig(), seed_data, "lr", epsilon)
+    spent = _metric(rows, "epsilon")
+    assert 0.8 * epsilon <= spent <= epsilon
+    if epsilon == 1.0:
+        assert _metric(rows, "auc") >= 0.95
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+@pytest.mark.parametrize("target", [0.5, 1.0, 8.0])
+def test_calibrated_noise_meets_target_within_tolerance(accountant, target):
+    rate, steps = batch_plan(85, 32, 30)
+    noise = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=rate, steps=steps, accountant=accountant)
+    spent = epsilon_spent([(noise, rate, steps)], delta=1e-5, accountant=accountant)
+    assert target - 0.011 <= spent <= target
+
+
+@pytest.mark.parametrize(
+    "noise, rate, steps, delta, expected",
+    [(1.5, 0.04, 2250, 1e-5, 7.3291), (1.3, 150 / 60000, 6000, 1e-5, 0.72422), (1.0, 0.001, 30000, 1e-7, 1.41550)],
+)
+def test_rdp_reference_values(noise, rate, steps, delta, expected):
+    assert epsilon_spent([(noise, rate, steps)], delta=delta, accountant="rdp") == pytest.approx(expected, abs=6e-5)
+
+
+def test_prv_reference_value_is_below_rdp():
+    prv = epsilon_spent([(1.5, 0.04, 2250)], delta=1e-5, accountant="prv")
+    assert prv == pytest.approx(6.777, rel=0.01)
+
+
+def test_merging_history_does_not_change_epsilon():
+    history = [(2.0, 0.25, 8)] * 5 + [(3.0, 0.5, 4)]
+    assert merge_history(history) == [(2.0, 0.25, 40), (3.0, 0.5, 4)]
+    merged = epsilon_spent(history, delta=1e-5, accountant="rdp")
+    assert merged == pytest.approx(epsilon_spent([(2.0, 0.25, 40), (3.0, 0.5, 4)], delta=1e-5, accountant="rdp"))
+
+
+def test_training_longer_spends_more():
+    rate, steps = batch_plan(100, 32, 10)
+    short = epsilon_spent([(1.0, rate, steps)], delta=1e-5, accountant="rdp")
+    long = epsilon_spent([(1.0, rate, steps * 2)], delta=1e-5, accountant="rdp")
+    assert long > short
+
+
+@pytest.mark.parametrize("privacy", [None, PrivateTraining(noise_multiplier=1.0, accountant="rdp")])
+def test_same_seed_gives_identical_weights(privacy):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 5)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int)
+    settings = TrainSettings(epochs=3, batch_size=8, learning_rate=0.1, max_grad_norm=1.0)
+    weights = []
+    for _ in range(2):
+        model = build_model("mlp", 5, hidden=4, seed=1)
+        fit(model, features, labels, settings, seed=5, privacy=privacy)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_dp_history_records_the_steps_really_taken():
+    features = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+    labels = np.arange(30) % 2
+    settings = TrainSettings(epochs=4, batch_size=8, learning_rate=0.1, max_grad_norm=1.0)
+    report = fit(build_model("lr", 3, hidden=1, seed=0), features, labels, settings, seed=0,
+                 privacy=PrivateTraining(noise_multiplier=1.0, accountant="rdp"))
+    rate, steps = batch_plan(30, 8, 4)
+    assert report.steps == steps
+    assert merge_history(report.privacy_history) == [(1.0, rate, steps)]
