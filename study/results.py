@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from study.config import StudyConfig
+from study.metrics import METRICS
 
 COLUMNS = ["arm", "model", "seed", "epsilon", "round", "site", "metric", "value"]
 GROUP = ["arm", "model", "epsilon", "site", "metric"]
@@ -39,11 +40,13 @@ def final_results(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Mean and two-sided 95% t confidence interval over seeds (no interval from a single seed)."""
+    """Mean and two-sided 95% t confidence interval over seeds (no interval from a single seed; metrics clipped to [0, 1])."""
     by = by or GROUP
     grouped = table.groupby(by, dropna=False, sort=False)["value"]
     summary = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     half_width = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1)) * summary["sd"] / np.sqrt(summary["n"])
-    summary["ci_low"] = np.where(summary["n"] > 1, summary["mean"] - half_width, np.nan)
-    summary["ci_high"] = np.where(summary["n"] > 1, summary["mean"] + half_width, np.nan)
+    bounded = summary["metric"].isin(METRICS)  # probabilities and rates: an interval never leaves [0, 1]
+    low, high = summary["mean"] - half_width, summary["mean"] + half_width
+    summary["ci_low"] = np.where(summary["n"] > 1, np.where(bounded, low.clip(lower=0.0), low), np.nan)
+    summary["ci_high"] = np.where(summary["n"] > 1, np.where(bounded, high.clip(upper=1.0), high), np.nan)
     return summary.drop(columns="sd")

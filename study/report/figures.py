@@ -31,13 +31,16 @@ class Figure:
     png: bytes
 
 
+CURVE_METRICS = {"auc": "test ROC AUC", "accuracy": "test accuracy"}
+
+
 def t_interval(values: pd.Series) -> tuple[float, float]:
-    """Two-sided 95% t interval of the mean, as the results table reports it (seaborn errorbar callable)."""
+    """Two-sided 95% t interval of the mean, clipped to [0, 1] (every plotted metric lives there)."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float(values.mean()), float(values.mean())
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
+    return float(max(values.mean() - half, 0.0)), float(min(values.mean() + half, 1.0))
 
 
 def _png(figure: plt.Figure) -> bytes:
@@ -56,58 +59,81 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _metric_by_model_grid(models: list[str]) -> tuple[plt.Figure, np.ndarray]:
+    """Rows: the curve metrics; columns: the models; each row shares its y axis."""
+    return plt.subplots(len(CURVE_METRICS), len(models), figsize=(4.8 * len(models) + 2.2, 3.3 * len(CURVE_METRICS)),
+                        squeeze=False, sharey="row", sharex=True)
+
+
+def _finish_grid(axes: np.ndarray, models: list[str], xlabel: str) -> None:
+    for row, label in enumerate(CURVE_METRICS.values()):
+        axes[row][0].set_ylabel(f"{label}\n(all sites' test rows)")
+        for column, model in enumerate(models):
+            axis = axes[row][column]
+            axis.set_title(model if row == 0 else "")
+            axis.set_xlabel(xlabel if row == len(CURVE_METRICS) - 1 else "")
+            if column == len(models) - 1 and row == 0:
+                axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+            elif axis.get_legend():
+                axis.get_legend().remove()
+
+
 def learning_curves(table: pd.DataFrame) -> Figure | None:
-    rounds = _labelled(table[table["round"].notna() & (table["site"] == ALL_SITES) & (table["metric"] == "auc")])
-    if rounds.empty:
+    per_round = table[table["round"].notna() & (table["site"] == ALL_SITES) & table["metric"].isin(CURVE_METRICS)]
+    if per_round.empty:
         return None
-    rounds["round"] = rounds["round"].astype(int)
-    models = list(rounds["model"].unique())
-    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False, sharey=True)
+    per_round = _labelled(per_round).assign(round=lambda frame: frame["round"].astype(int))
     reference = _labelled(final_results(table))
-    reference = reference[(reference["arm"] == "centralized") & (reference["site"] == ALL_SITES) & (reference["metric"] == "auc")]
-    for axis, model in zip(axes[0], models):
-        sns.lineplot(data=rounds[rounds["model"] == model], x="round", y="value", hue="arm label",
-                     errorbar=t_interval, marker="o", markersize=3, ax=axis)
-        central = reference[reference["model"] == model]["value"]
-        if len(central):
-            axis.axhline(central.mean(), color="black", linestyle="--", linewidth=1, label="centralized (final)")
-        axis.set(title=model, xlabel="federated round", ylabel="test ROC AUC (all sites)")
-        axis.legend(fontsize=8, loc="lower right")
+    reference = reference[(reference["arm"] == "centralized") & (reference["site"] == ALL_SITES)]
+    models = list(per_round["model"].unique())
+    figure, axes = _metric_by_model_grid(models)
+    for row, metric in enumerate(CURVE_METRICS):
+        for column, model in enumerate(models):
+            axis = axes[row][column]
+            sns.lineplot(data=per_round[(per_round["model"] == model) & (per_round["metric"] == metric)], x="round",
+                         y="value", hue="arm label", errorbar=t_interval, marker="o", markersize=3, ax=axis)
+            central = reference[(reference["model"] == model) & (reference["metric"] == metric)]["value"]
+            if len(central):
+                axis.axhline(central.mean(), color="black", linestyle="--", linewidth=1, label="centralized (final)")
+    _finish_grid(axes, models, "federated round")
     return Figure(
         "learning_curves", "Learning curves of the federated arms",
-        "Test ROC AUC on all sites' test rows after each FedAvg round (line: mean over seeds; band: 95% confidence "
-        "interval). The dashed line is centralized training on pooled data with the same number of passes over each "
-        "record. A curve that reaches the dashed line means federation lost nothing against pooling.",
+        "Test ROC AUC (top) and accuracy (bottom) on all sites' test rows after each FedAvg round (line: mean over "
+        "seeds; band: 95% confidence interval). The dashed line is centralized training on pooled data with the same "
+        "number of passes over each record. A curve that reaches the dashed line means federation lost nothing "
+        "against pooling.",
         _png(figure),
     )
 
 
 def privacy_utility(table: pd.DataFrame) -> Figure | None:
     final = _labelled(final_results(table))
-    final = final[(final["site"] == ALL_SITES) & (final["metric"] == "auc")]
+    final = final[(final["site"] == ALL_SITES) & final["metric"].isin(CURVE_METRICS)]
     private = final[final["epsilon"].notna()]
     if private.empty:
         return None
     models = list(final["model"].unique())
-    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False, sharey=True)
-    for axis, model in zip(axes[0], models):
-        sns.lineplot(data=private[private["model"] == model], x="epsilon", y="value", hue="arm",
-                     errorbar=t_interval, marker="o", ax=axis)
-        for arm, style in (("centralized", "--"), ("federated", ":")):
-            values = final[(final["model"] == model) & (final["arm"] == arm)]["value"]
-            if len(values):
-                axis.axhline(values.mean(), color="black", linestyle=style, linewidth=1, label=f"{arm} (no DP)")
-        axis.set_xscale("log")
-        epsilons = sorted(private["epsilon"].unique())
-        axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
-        axis.minorticks_off()
-        axis.set(title=model, xlabel="privacy budget ε per site, whole run (log scale)", ylabel="test ROC AUC (all sites)")
-        axis.legend(fontsize=8, loc="lower right")
+    epsilons = sorted(private["epsilon"].unique())
+    figure, axes = _metric_by_model_grid(models)
+    for row, metric in enumerate(CURVE_METRICS):
+        for column, model in enumerate(models):
+            axis = axes[row][column]
+            chosen = final[(final["model"] == model) & (final["metric"] == metric)]
+            sns.lineplot(data=chosen[chosen["epsilon"].notna()], x="epsilon", y="value", hue="arm",
+                         errorbar=t_interval, marker="o", ax=axis)
+            for arm, style in (("centralized", "--"), ("federated", ":")):
+                values = chosen[chosen["arm"] == arm]["value"]
+                if len(values):
+                    axis.axhline(values.mean(), color="black", linestyle=style, linewidth=1, label=f"{arm} (no DP)")
+            axis.set_xscale("log")
+            axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+            axis.minorticks_off()
+    _finish_grid(axes, models, "privacy budget ε per site, whole run (log scale)")
     return Figure(
         "privacy_utility", "Privacy-utility trade-off",
-        "Final test ROC AUC against the privacy budget ε (smaller ε = stronger privacy). Lines are the DP-SGD arms "
-        "(mean over seeds, 95% CI band); horizontal lines are the same training without DP. The vertical distance "
-        "to a horizontal line is the accuracy price of that much privacy.",
+        "Final test ROC AUC (top) and accuracy (bottom) against the privacy budget ε (smaller ε = stronger privacy). "
+        "Lines are the DP-SGD arms (mean over seeds, 95% CI band); horizontal lines are the same training without DP. "
+        "The vertical distance to a horizontal line is the price of that much privacy.",
         _png(figure),
     )
 
@@ -126,8 +152,9 @@ def per_site_benefit(table: pd.DataFrame) -> Figure | None:
     return Figure(
         "per_site", "Is joining worth it for my hospital?",
         "Each site's test accuracy when it trains alone (local), joins the federation (federated) or pools its data "
-        "(centralized); mean over seeds with 95% CI. Accuracy is shown because a small, skewed site's test rows can "
-        "hold a single class, where ROC AUC is undefined.",
+        "(centralized); mean over seeds with 95% CI. With a simulated split, 'site k' is the k-th site of each seed's "
+        "split. Accuracy is shown because a small, skewed site's test rows can hold a single class, where ROC AUC is "
+        "undefined.",
         _png(grid.figure),
     )
 

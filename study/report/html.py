@@ -46,7 +46,8 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
             for arm in ("federated-dp", "centralized-dp"):
                 if (value := estimate(arm, strongest)) is not None:
                     parts.append(f"{arm_label(arm, strongest)}: {value}")
-        sentences.append(f"{MODEL_NAMES[model].capitalize()}, test ROC AUC on all sites' test rows — " + "; ".join(parts) + ".")
+        name = MODEL_NAMES[model]
+        sentences.append(f"{name[0].upper() + name[1:]}, test ROC AUC on all sites' test rows — " + "; ".join(parts) + ".")
     return sentences
 
 

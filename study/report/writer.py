@@ -7,13 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import tomli_w
 
 from study.data.sources import load_dataset
 from study.provenance import machine, versions
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
 from study.results import StudyResults
-from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, run_id, write_atomically
+from study.rundir import CONFIG_TOML, METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, run_id, write_atomically
 
 
 def build_metadata(results: StudyResults, command: str, started: datetime) -> dict:
@@ -41,6 +42,7 @@ def write_run(results: StudyResults, reports_dir: Path, command: str, started: d
 
 
 def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -> None:
+    (folder / CONFIG_TOML).write_text(tomli_w.dumps(metadata["config"]), encoding="utf-8")
     table.to_csv(folder / RESULTS_CSV, index=False)
     split.to_csv(folder / SPLIT_CSV, index=False)
     document = {**metadata, "results": json.loads(table.to_json(orient="records"))}

@@ -1,0 +1,54 @@
+"""`python -m study.report RUN_DIR`: re-render a run's report from its saved results, without training."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from study.report.figures import all_figures
+from study.report.html import render, write_figures
+from study.results import make_table
+from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV
+
+PROG = "python -m study.report"
+
+
+def rerender(run_dir: Path) -> Path:
+    """Rewrite RUN_DIR/index.html and RUN_DIR/figures/ from results.csv, split.csv and results.json."""
+    table = make_table(pd.read_csv(run_dir / RESULTS_CSV).to_dict("records"))
+    split = pd.read_csv(run_dir / SPLIT_CSV)
+    metadata = json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8"))
+    metadata.pop("results", None)
+    figures = all_figures(table, split)
+    html = render(table, split, figures, metadata)
+    write_figures(figures, run_dir / "figures")
+    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".index.", suffix=".partial")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(html)
+    os.replace(temporary, run_dir / REPORT_HTML)
+    return run_dir / REPORT_HTML
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print(f"{PROG}: error: give exactly one run folder, e.g. {PROG} reports/<run-id>", file=sys.stderr)
+        return 2
+    run_dir = Path(args[0])
+    missing = [name for name in (RESULTS_CSV, SPLIT_CSV, METADATA_JSON) if not (run_dir / name).is_file()]
+    if missing:
+        print(f"{PROG}: error: {run_dir} is not a complete run folder (missing {', '.join(missing)}); "
+              "give a folder written by python -m study.run", file=sys.stderr)
+        return 2
+    print(rerender(run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

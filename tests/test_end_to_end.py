@@ -1,0 +1,72 @@
+"""The real CLI, end to end: a small study through Flower's simulation engine into a complete report."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from study.cli import parse
+from study.results import COLUMNS
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = ["headline", "results", "learning_curves", "privacy_utility", "per_site", "data_split", "privacy", "reproduce"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("reports")
+    done = subprocess.run(
+        [sys.executable, "-m", "study.run", "--seeds", "0", "--rounds", "3", "--local-epochs", "1",
+         "--epsilon", "2", "--output", str(reports)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return reports, done
+
+
+def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
+    reports, done = small_run
+    (run_dir,) = [p for p in reports.iterdir()]
+    assert done.stdout.strip().splitlines()[-1] == str(run_dir / "index.html")
+    assert not run_dir.name.startswith(".")
+    for name in ["index.html", "results.csv", "results.json", "split.csv", "config.toml"]:
+        assert (run_dir / name).stat().st_size > 0
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(
+        f"{name}.png" for name in ["learning_curves", "privacy_utility", "per_site", "data_split"]
+    )
+
+
+def test_report_has_every_section_and_embedded_figures_only(small_run):
+    reports, _ = small_run
+    html = next(reports.iterdir()).joinpath("index.html").read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html
+    images = re.findall(r'<img src="([^"]{0,40})', html)
+    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "http://" not in html.replace("http-equiv", "") and "https://" not in html
+    assert "Content-Security-Policy" in html
+
+
+def test_results_table_is_long_format_with_every_arm(small_run):
+    reports, _ = small_run
+    run_dir = next(reports.iterdir())
+    table = pd.read_csv(run_dir / "results.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["arm"]) == {"centralized", "local", "federated", "centralized-dp", "federated-dp"}
+    assert set(table["model"]) == {"lr", "mlp"}
+    assert set(table.loc[table["arm"] == "federated", "round"].dropna()) == {1, 2, 3}
+    assert table.loc[table["metric"] == "epsilon", "value"].between(1.6, 2.0).all()
+
+
+def test_metadata_reproduces_the_run(small_run):
+    reports, _ = small_run
+    metadata = json.loads(next(reports.iterdir()).joinpath("results.json").read_text())
+    assert metadata["config"]["rounds"] == 3 and metadata["config"]["epsilons"] == [2.0]
+    assert {"flwr", "torch", "opacus", "python"} <= set(metadata["versions"])
+    argv = metadata["command"].split()[3:]
+    config, _ = parse(argv)
+    assert config.to_dict() == metadata["config"]
