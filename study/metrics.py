@@ -11,7 +11,12 @@ METRICS = ("auc", "accuracy", "f1", "brier")
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """ROC AUC (NaN when only one class is present), accuracy and F1 at 0.5, Brier score."""
+    """ROC AUC (NaN when only one class is present), accuracy and F1 at 0.5, Brier score.
+
+    A model whose training diverged (non-finite probabilities) gets NaN for every metric rather than a crash.
+    """
+    if not np.all(np.isfinite(probabilities)):
+        return dict.fromkeys(METRICS, math.nan)
     predictions = (probabilities >= 0.5).astype(int)
     auc = roc_auc_score(labels, probabilities) if len(np.unique(labels)) == 2 else math.nan
     return {

@@ -11,47 +11,69 @@ import pandas as pd
 from study.arms import SeedData, centralized, local_only
 from study.config import ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
-from study.data.sites import SplitSpec, build_sites, combined_stats
+from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats
 from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
 from study.results import StudyResults, make_table
-from study.training import TrainSettings
+from study.privacy import calibrate_noise
+from study.training import TrainSettings, batch_plan
 
 Progress = Callable[[str], None]
 
 
 def run_study(config: StudyConfig, progress: Progress = lambda message: None) -> StudyResults:
     """Train and evaluate every arm of `config`; returns the long results table (see study.results.COLUMNS)."""
-    check_against_data(config)
+    seeds = preflight(config)
     started = time.perf_counter()
     records: list[dict] = []
-    split_tables = []
     experiments: list[FederatedExperiment] = []
-    for seed in config.seeds:
-        spec = split_spec(config, seed)
-        sites = build_sites(spec)
-        data = SeedData(seed=seed, sites=sites, scaler=combined_stats(sites).scaler())
-        split_tables.append(describe_split(data))
+    for data in seeds:
         for model in config.models:
             records += _in_process_arms(config, data, model, progress)
-            experiments += federated_experiments(config, spec, model)
+            experiments += federated_experiments(config, split_spec(config, data.seed), model)
     in_process_seconds = time.perf_counter() - started
     records += _federated_arms(config, experiments, progress)
     seconds = {"in_process_arms": in_process_seconds, "total": time.perf_counter() - started}
     seconds["federated_arms"] = seconds["total"] - in_process_seconds
-    return StudyResults(config=config, table=make_table(records), split=pd.concat(split_tables), seconds=seconds)
+    split = pd.concat([describe_split(data) for data in seeds])
+    return StudyResults(config=config, table=make_table(records), split=split, seconds=seconds)
 
 
-def check_against_data(config: StudyConfig) -> None:
-    """Fail before any training when the data cannot give the requested sites."""
+def preflight(config: StudyConfig) -> list[SeedData]:
+    """Everything that can fail on the data or the budgets fails here, before any training."""
     n_rows = load_dataset(config.dataset).n_rows
     if n_rows < config.sites * MIN_SITE_ROWS:
         raise ConfigError(
             f"--sites: {config.sites} sites need at least {config.sites * MIN_SITE_ROWS} rows "
             f"({MIN_SITE_ROWS} per site) but {config.dataset} has {n_rows}; use --sites {n_rows // MIN_SITE_ROWS} or fewer"
         )
+    seeds = []
+    for seed in config.seeds:
+        try:
+            sites = build_sites(split_spec(config, seed))
+        except SplitError as error:
+            raise ConfigError(str(error)) from None
+        seeds.append(SeedData(seed=seed, sites=sites, scaler=combined_stats(sites).scaler()))
+    if config.dp_arms:
+        _check_budgets(config, seeds[0])
+    return seeds
+
+
+def _check_budgets(config: StudyConfig, data: SeedData) -> None:
+    """An epsilon the accountant cannot certify at this delta (however much noise) is a config error."""
+    n_rows = sum(len(site.y_train) for site in data.sites)
+    sample_rate, steps = batch_plan(n_rows, config.batch_size, config.total_epochs)
+    for epsilon in config.epsilons:
+        try:
+            calibrate_noise(target_epsilon=epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
+                            accountant=config.accountant)
+        except ValueError:
+            raise ConfigError(
+                f"--epsilons: {epsilon:g} is below what the {config.accountant.upper()} accountant can certify at "
+                f"delta {config.delta:g}, however much noise is added; use a larger epsilon or a larger --delta"
+            ) from None
 
 
 def split_spec(config: StudyConfig, seed: int) -> SplitSpec:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from study.cli import parse, reproduce_command
 from study.config import ConfigError
-from study.pipeline import check_against_data, run_study
+from study.pipeline import preflight, run_study
 from study.report.writer import write_run
 from study.rundir import prepare_output
 
@@ -32,15 +32,19 @@ class ProgressPrinter:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, args = parse(argv)
-        check_against_data(config)
+        preflight(config)
         prepare_output(args.output)
     except (ConfigError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     progress = ProgressPrinter(args.quiet)
     started = datetime.now(timezone.utc)
-    results = run_study(config, progress)
-    run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
+    try:
+        results = run_study(config, progress)
+        run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
+        return 130
     progress(f"done in {results.seconds['total']:.0f} s")
     print(Path(run_dir) / "index.html")
     return 0

@@ -29,6 +29,9 @@ from study.run import main
         (["--sites", "five"], "--sites"),
         (["--config", "no-such-file.toml"], "--config"),
         (["--no-such-flag"], "--no-such-flag"),
+        (["--epsilon", "0.05"], "--epsilons"),
+        (["--test-fraction", "0.99"], "--test-fraction"),
+        (["--alpha", "0.0001"], "--alpha"),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_option(argv, option, capsys, tmp_path):

@@ -92,3 +92,10 @@ def test_dp_history_records_the_steps_really_taken():
     rate, steps = batch_plan(30, 8, 4)
     assert report.steps == steps
     assert merge_history(report.privacy_history) == [(1.0, rate, steps)]
+
+
+def test_diverged_model_gets_nan_metrics_instead_of_a_crash():
+    from study.metrics import binary_metrics
+
+    metrics = binary_metrics(np.array([0, 1, 1]), np.array([0.2, np.nan, 0.9]))
+    assert all(np.isnan(value) for value in metrics.values())

@@ -39,12 +39,19 @@ class Site:
         return FeatureStats.of_rows(self.x_train)
 
 
+class SplitError(ValueError):
+    """The requested sites cannot be made from the data; the message names the option to change."""
+
+
 @lru_cache(maxsize=8)
 def build_sites(spec: SplitSpec) -> tuple[Site, ...]:
     """Split the dataset into sites, then each site into train and test rows (stratified when possible)."""
     dataset = load_dataset(spec.dataset)
     features = dataset.features.to_numpy(dtype=np.float64)
-    site_rows = partition_rows(dataset.target, spec.n_sites, spec.split, spec.alpha, spec.seed)
+    try:
+        site_rows = partition_rows(dataset.target, spec.n_sites, spec.split, spec.alpha, spec.seed)
+    except ValueError as error:
+        raise SplitError(f"--alpha/--sites: {error}") from None
     return tuple(
         _split_site(f"site {number}", features[rows], dataset.target[rows], spec.test_fraction, spec.seed + number)
         for number, rows in enumerate(site_rows, start=1)
@@ -52,10 +59,17 @@ def build_sites(spec: SplitSpec) -> tuple[Site, ...]:
 
 
 def _split_site(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> Site:
+    """Stratified when each class can appear on both sides; a plain random split otherwise."""
+    n_test = int(np.ceil(test_fraction * len(y)))
+    if not 1 <= n_test <= len(y) - 1:
+        raise SplitError(
+            f"--test-fraction: {test_fraction} leaves {name} ({len(y)} rows) without training or test rows; "
+            "use a value nearer 0.25"
+        )
     counts = np.bincount(y, minlength=2)
-    stratify = y if counts.min() >= 2 else None
+    stratified = counts.min() >= 2 and min(n_test, len(y) - n_test) >= 2
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=stratify
+        x, y, test_size=n_test, random_state=seed, stratify=y if stratified else None
     )
     return Site(name, x_train, y_train, x_test, y_test)
 
