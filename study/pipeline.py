@@ -142,7 +142,8 @@ def _federated_arms(config: StudyConfig, experiments: list[FederatedExperiment],
         model = build_model(experiment.model, len(outcome.scaler.mean), hidden=experiment.mlp_hidden, seed=experiment.seed)
         for round_, state in sorted(outcome.round_states.items()):
             model.load_state_dict(state)
-            rows = evaluate_shared_model(model, outcome.scaler, sites)
+            # Learning curves need all test rows each round; per-site metrics only for the final model.
+            rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=round_ == experiment.rounds)
             records += _records(experiment.arm, experiment.model, experiment.seed, experiment.epsilon, round_, rows)
         if experiment.epsilon is not None:
             rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
