@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (kwargs, text) in _FLAGS.items():
         default = getattr(DEFAULTS, name)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        flags = [option_name(name)] + (["--epsilon"] if name == "epsilons" else [])
+        flags = [option_name(name)] + (["--epsilons"] if name == "epsilons" else [])
         parser.add_argument(*flags, dest=name, default=None, help=f"{text} (default: {shown})", **kwargs)
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for run folders (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is")

@@ -68,9 +68,17 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+_FLAG_NAMES = {"epsilons": "--epsilon"}
+
+
 def option_name(field_name: str) -> str:
-    """The CLI flag that sets a config field."""
-    return "--" + field_name.replace("_", "-")
+    """The CLI flag that sets a config field (``--epsilon`` sets ``epsilons``; otherwise the name, hyphenated)."""
+    return _FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def key_name(field_name: str) -> str:
+    """The TOML key of a config field: the flag without its dashes, as in ``local-epochs``."""
+    return field_name.replace("_", "-")
 
 
 def _require(ok: bool, field_name: str, problem: str) -> None:
@@ -126,13 +134,25 @@ def read_toml(path: Path) -> dict[str, Any]:
     values = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"--config: unknown key {unknown[0]!r} in {path}; known keys: {', '.join(sorted(known))}")
+        keys = ", ".join(key_name(name) for name in sorted(known))
+        raise ConfigError(f"--config: unknown key {key_name(unknown[0])!r} in {path}; known keys: {keys}")
     return values
 
 
 def build_config(values: dict[str, Any]) -> StudyConfig:
-    """A StudyConfig from plain values; type problems become ConfigErrors naming the option."""
-    try:
-        return StudyConfig(**values)
-    except TypeError as error:
-        raise ConfigError(f"bad configuration value: {error}") from None
+    """A StudyConfig from plain values (CLI or TOML); a value of the wrong type is a ConfigError naming it."""
+    defaults = StudyConfig()
+    for name, value in values.items():
+        _check_type(name, value, getattr(defaults, name))
+    return StudyConfig(**values)
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    if isinstance(default, tuple):
+        _require(isinstance(value, (list, tuple)), name, f"expects a list, got {value!r}")
+        for item in value:
+            _check_type(name, item, default[0])
+        return
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[type(default)]
+    ok = isinstance(value, expected) and (type(default) is bool or not isinstance(value, bool))
+    _require(ok, name, f"expects {'a number' if type(default) is float else type(default).__name__} values, got {value!r}")

@@ -34,11 +34,23 @@ def prepare_output(reports_dir: Path) -> None:
         raise PermissionError(f"--output: cannot write to {reports_dir}; choose a writable --output")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_readable(path: Path) -> None:
+    """Temporary files and folders are private (0600/0700); a finished run gets the usual permissions."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 def write_atomically(reports_dir: Path, name: str, fill: Callable[[Path], None]) -> Path:
     """Call `fill(folder)` on a fresh temporary folder inside reports_dir, then move it to reports_dir/name."""
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=reports_dir))
     try:
         fill(staging)
+        make_readable(staging)
         final = reports_dir / name
         os.rename(staging, final)
     except BaseException:

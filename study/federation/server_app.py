@@ -45,7 +45,7 @@ def build_server_app(
         for number, experiment in enumerate(experiments, start=1):
             if experiment.split not in scalers:
                 scalers[experiment.split] = _global_scaler(grid, node_ids, experiment.split)
-            progress(f"federated experiment {number}/{len(experiments)}: {experiment.key}")
+            progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}")
             outcomes.append(_run_experiment(grid, experiment, scalers[experiment.split], n_sites))
 
     return app

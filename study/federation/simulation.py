@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flwr.simulation import run_simulation
 
@@ -17,9 +18,12 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
         return []
     outcomes: list[FederatedOutcome] = []
     server_app = build_server_app(experiments, n_sites, outcomes, progress)
+    _quiet_engine_notices()
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
-    flwr_logger.setLevel(logging.WARNING)
+    # Flower warns that run_simulation is deprecated in favour of `flwr run` (which starts a detached SuperLink and
+    # cannot run in-process) and, per experiment, that federated evaluation is off (the study evaluates centrally).
+    flwr_logger.setLevel(logging.ERROR)
     try:
         run_simulation(
             server_app=server_app,
@@ -39,3 +43,8 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
             "see the Flower log above for the failing site"
         )
     return outcomes
+
+
+def _quiet_engine_notices() -> None:
+    """Ray's start-up notice about GPU variables does not apply (no GPU is used), unless the user set it."""
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")

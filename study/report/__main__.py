@@ -14,7 +14,7 @@ import pandas as pd
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
 from study.results import make_table
-from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV
+from study.rundir import make_readable, METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV
 
 PROG = "python -m study.report"
 
@@ -31,6 +31,7 @@ def rerender(run_dir: Path) -> Path:
     handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".index.", suffix=".partial")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write(html)
+    make_readable(Path(temporary))
     os.replace(temporary, run_dir / REPORT_HTML)
     return run_dir / REPORT_HTML
 

@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -138,23 +139,35 @@ def privacy_utility(table: pd.DataFrame) -> Figure | None:
     )
 
 
-def per_site_benefit(table: pd.DataFrame) -> Figure | None:
-    final = _labelled(final_results(table))
+def per_site_benefit(table: pd.DataFrame, split: pd.DataFrame) -> Figure | None:
+    final = final_results(table)
     final = final[(final["site"] != ALL_SITES) & (final["metric"] == "accuracy") & final["epsilon"].isna()]
-    final = final[final["arm"].isin(["local", "federated", "centralized"])]
-    if final.empty:
+    wide = final.pivot_table(index=["model", "seed", "site"], columns="arm", values="value", aggfunc="first")
+    if "local" not in wide or not {"federated", "centralized"} & set(wide.columns):
         return None
-    grid = sns.catplot(data=final, x="site", y="value", hue="arm", col="model", kind="bar",
-                       errorbar=t_interval, hue_order=["local", "federated", "centralized"],
-                       height=3.6, aspect=1.35, sharey=True)
-    grid.set_axis_labels("", "test accuracy on the site's own test rows")
+    gains = pd.concat(
+        [(wide[arm] - wide["local"]).rename("gain").reset_index().assign(comparison=f"{arm} instead of alone")
+         for arm in ("federated", "centralized") if arm in wide],
+        ignore_index=True,
+    ).dropna(subset=["gain"])
+    sizes = split[split["part"] == "train"][["seed", "site", "rows"]]
+    gains = gains.merge(sizes, on=["seed", "site"]).assign(
+        model=lambda frame: frame["model"].map(MODEL_NAMES), gain=lambda frame: 100 * frame["gain"]
+    )
+    grid = sns.relplot(data=gains, x="rows", y="gain", hue="comparison", style="comparison", col="model",
+                       height=3.6, aspect=1.3, s=60, alpha=0.8)
+    for axis in grid.axes.flat:
+        axis.axhline(0, color="black", linewidth=1)
+        axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    grid.set_axis_labels("training patients at the hospital (log scale)", "accuracy gain over training alone\n(percentage points)")
     grid.set_titles("{col_name}")
     return Figure(
         "per_site", "Is joining worth it for my hospital?",
-        "Each site's test accuracy when it trains alone (local), joins the federation (federated) or pools its data "
-        "(centralized); mean over seeds with 95% CI. With a simulated split, 'site k' is the k-th site of each seed's "
-        "split. Accuracy is shown because a small, skewed site's test rows can hold a single class, where ROC AUC is "
-        "undefined.",
+        "Each point is one hospital in one seed's split: how much its test accuracy (on its own test rows) changes "
+        "when it joins the federation, or pools its data, instead of training alone, against its number of training "
+        "patients. Points above the line gained; points below lost. Small, skewed hospitals have few test rows, so "
+        "single points are noisy: look at the pattern.",
         _png(grid.figure),
     )
 
@@ -180,5 +193,5 @@ def data_split(split: pd.DataFrame) -> Figure:
 
 def all_figures(table: pd.DataFrame, split: pd.DataFrame) -> list[Figure]:
     sns.set_theme(style="whitegrid", context="notebook")
-    candidates = [learning_curves(table), privacy_utility(table), per_site_benefit(table), data_split(split)]
+    candidates = [learning_curves(table), privacy_utility(table), per_site_benefit(table, split), data_split(split)]
     return [figure for figure in candidates if figure is not None]

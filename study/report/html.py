@@ -13,7 +13,7 @@ import pandas as pd
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
-from study.report.tables import arm_label, format_estimate, privacy_table, results_table
+from study.report.tables import privacy_table, results_table
 from study.results import final_results, summarize
 
 _TEMPLATES = jinja2.Environment(
@@ -23,31 +23,46 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
+def _percent(mean: float, low: float, high: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    if math.isnan(low):
+        return f"{100 * mean:.1f}%"
+    return f"{100 * mean:.1f}% (± {100 * (high - low) / 2:.1f})"
+
+
 def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
-    """Plain-language sentences with the numbers that matter, one per model."""
+    """One plain-language sentence per model: accuracy of each way of training, and the price of DP."""
     config = metadata["config"]
     summary = summarize(final_results(table))
-    summary = summary[(summary["site"] == ALL_SITES) & (summary["metric"] == "auc")]
+    summary = summary[(summary["site"] == ALL_SITES) & (summary["metric"] == "accuracy")]
     sentences = []
     for model in config["models"]:
         rows = summary[summary["model"] == model]
 
-        def estimate(arm: str, epsilon: float | None = None) -> str | None:
+        def accuracy(arm: str, epsilon: float | None = None) -> tuple[str, float] | None:
             match = rows[(rows["arm"] == arm) & (rows["epsilon"].isna() if epsilon is None else rows["epsilon"] == epsilon)]
             if match.empty:
                 return None
             first = match.iloc[0]
-            return format_estimate(first["mean"], first["ci_low"], first["ci_high"])
+            return _percent(first["mean"], first["ci_low"], first["ci_high"]), float(first["mean"])
 
-        parts = [f"{arm_label(arm, math.nan)}: {value}" for arm in ("federated", "centralized", "local")
-                 if (value := estimate(arm)) is not None]
-        if config["epsilons"]:
-            strongest = min(config["epsilons"])
-            for arm in ("federated-dp", "centralized-dp"):
-                if (value := estimate(arm, strongest)) is not None:
-                    parts.append(f"{arm_label(arm, strongest)}: {value}")
         name = MODEL_NAMES[model]
-        sentences.append(f"{name[0].upper() + name[1:]}, test ROC AUC on all sites' test rows — " + "; ".join(parts) + ".")
+        federated, central, local = accuracy("federated"), accuracy("centralized"), accuracy("local")
+        parts = []
+        if federated:
+            parts.append(f"training together with Flower reached {federated[0]} test accuracy")
+        if central:
+            parts.append(f"pooling all data reached {central[0]}")
+        if local:
+            parts.append(f"each hospital alone reached {local[0]}")
+        sentence = f"{name[0].upper() + name[1:]}: " + ", ".join(parts) + "."
+        if federated and central:
+            sentence += f" Federation costs {100 * (central[1] - federated[1]):.1f} percentage points against pooling."
+        if config["epsilons"] and (private := accuracy("federated-dp", min(config["epsilons"]))):
+            sentence += (f" With differential privacy at ε = {min(config['epsilons']):g} per hospital, federated "
+                         f"training reached {private[0]}.")
+        sentences.append(sentence)
     return sentences
 
 
@@ -66,6 +81,7 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         ],
         n_rows=int(split[split["seed"] == split["seed"].min()]["rows"].sum()),
         smallest_site=int(split.groupby(["seed", "site"])["rows"].sum().min()),
+        one_class_sites=_one_class_training_sites(split),
     )
 
 
@@ -73,3 +89,10 @@ def write_figures(figures: list[Figure], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for figure in figures:
         (folder / f"{figure.name}.png").write_bytes(figure.png)
+
+
+def _one_class_training_sites(split: pd.DataFrame) -> list[str]:
+    """'site 2 of seed 1' for every site whose training rows hold a single class."""
+    train = split[split["part"] == "train"]
+    single = train[(train["positives"] == 0) | (train["positives"] == train["rows"])]
+    return [f"{row.site} of seed {row.seed}" for row in single.itertuples()]

@@ -63,7 +63,7 @@ def privacy_table(table: pd.DataFrame) -> list[dict[str, str]]:
                 "model": MODEL_NAMES[model],
                 "target ε": f"{epsilon:g}",
                 "ε spent (max over sites and seeds)": f"{spent['value'].max():.3f}",
-                "ε spent per site": ", ".join(f"{site}: {value:.3f}" for site, value in per_site.items()) or "pooled data",
+                "ε spent per site (largest over seeds)": ", ".join(f"{site}: {value:.3f}" for site, value in per_site.items()) or "pooled data",
                 "noise multiplier": f"{noise.min():.2f}" if noise.min() == noise.max() else f"{noise.min():.2f}–{noise.max():.2f}",
             }
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
+from study.config import key_name
 from study.data.sources import load_dataset
 from study.provenance import machine, versions
 from study.report.figures import all_figures
@@ -42,7 +43,8 @@ def write_run(results: StudyResults, reports_dir: Path, command: str, started: d
 
 
 def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -> None:
-    (folder / CONFIG_TOML).write_text(tomli_w.dumps(metadata["config"]), encoding="utf-8")
+    config = {key_name(name): value for name, value in metadata["config"].items()}
+    (folder / CONFIG_TOML).write_text(tomli_w.dumps(config), encoding="utf-8")
     table.to_csv(folder / RESULTS_CSV, index=False)
     split.to_csv(folder / SPLIT_CSV, index=False)
     document = {**metadata, "results": json.loads(table.to_json(orient="records"))}
