@@ -14,9 +14,9 @@ from study.run import main
     [
         (["--dataset", "mnist"], "--dataset"),
         (["--models", "xgboost"], "--models"),
-        (["--epsilon", "0"], "--epsilons"),
-        (["--epsilon", "-2", "3"], "--epsilons"),
-        (["--epsilon", "nan"], "--epsilons"),
+        (["--epsilon", "0"], "--epsilon"),
+        (["--epsilon", "-2", "3"], "--epsilon"),
+        (["--epsilon", "nan"], "--epsilon"),
         (["--delta", "0"], "--delta"),
         (["--delta", "1"], "--delta"),
         (["--delta", "1.5"], "--delta"),
@@ -29,7 +29,7 @@ from study.run import main
         (["--sites", "five"], "--sites"),
         (["--config", "no-such-file.toml"], "--config"),
         (["--no-such-flag"], "--no-such-flag"),
-        (["--epsilon", "0.05"], "--epsilons"),
+        (["--epsilon", "0.05"], "--epsilon"),
         (["--test-fraction", "0.99"], "--test-fraction"),
         (["--alpha", "0.0001"], "--alpha"),
     ],
@@ -57,7 +57,7 @@ def test_real_cli_bad_value_exit_code_and_single_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
-    assert "--epsilons" in done.stderr and "Traceback" not in done.stderr
+    assert "--epsilon" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_flags_override_toml_which_overrides_defaults(tmp_path):
