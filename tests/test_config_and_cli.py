@@ -82,3 +82,16 @@ def test_reproduce_command_rebuilds_the_same_config(tmp_path):
     rebuilt, args = parse(argv)
     assert rebuilt == config
     assert args.output == tmp_path
+
+
+@pytest.mark.parametrize(
+    "toml, option",
+    [("epsilons = 3", "--epsilon"), ("seeds = [1.5]", "--seeds"), ('sites = "five"', "--sites"),
+     ("rounds = true", "--rounds"), ("not toml at all [", "--config")],
+)
+def test_config_file_with_wrong_types_names_the_key(toml, option, tmp_path, capsys):
+    path = tmp_path / "study.toml"
+    path.write_text(toml + "\n")
+    assert _exit_code(["--config", str(path), "--output", str(tmp_path / "reports")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and option in error
