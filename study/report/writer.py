@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import tomli_w
 
+from study.cli import reproduce_command
 from study.config import key_name
 from study.data.sources import load_dataset
 from study.provenance import machine, versions
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
 from study.results import StudyResults
-from study.rundir import CONFIG_TOML, METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, run_id, write_atomically
+from study.rundir import (
+    CONFIG_TOML,
+    METADATA_JSON,
+    REPORT_HTML,
+    RESULTS_CSV,
+    SPLIT_CSV,
+    prepare_output,
+    run_id,
+    write_atomically,
+)
 
 
 def build_metadata(results: StudyResults, command: str, started: datetime) -> dict:
@@ -30,6 +40,14 @@ def build_metadata(results: StudyResults, command: str, started: datetime) -> di
         "seconds": results.seconds,
         "dataset_description": load_dataset(results.config.dataset).description,
     }
+
+
+def save_run(results: StudyResults, reports_dir: Path | str = "reports") -> Path:
+    """From Python: write a run folder (report included) for results of `run_study`; returns the report's path."""
+    reports_dir = Path(reports_dir)
+    prepare_output(reports_dir)
+    command = reproduce_command(results.config, reports_dir)
+    return write_run(results, reports_dir, command, datetime.now(timezone.utc)) / REPORT_HTML
 
 
 def write_run(results: StudyResults, reports_dir: Path, command: str, started: datetime) -> Path:
