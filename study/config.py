@@ -107,8 +107,8 @@ def _validate(config: StudyConfig) -> None:
     if config.dp_arms:
         _require(len(config.epsilons) > 0, "epsilons", "DP arms need at least one epsilon")
     for epsilon in config.epsilons:
-        _require(epsilon > 0 and math.isfinite(epsilon), "epsilons",
-                 f"each privacy budget must be a positive finite number, got {epsilon}")
+        _require(epsilon > 0 and not math.isnan(epsilon), "epsilons",
+                 f"each privacy budget must be a positive number (or inf: DP-SGD clipping without noise), got {epsilon}")
     _require(0 < config.delta < 1, "delta", f"must be strictly between 0 and 1, got {config.delta}")
     _require(config.accountant in ACCOUNTANTS, "accountant",
              f"unknown accountant {config.accountant!r}; choose {' or '.join(ACCOUNTANTS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -65,7 +66,7 @@ def _check_budgets(config: StudyConfig, data: SeedData) -> None:
     """An epsilon the accountant cannot certify at this delta (however much noise) is a config error."""
     n_rows = sum(len(site.y_train) for site in data.sites)
     sample_rate, steps = batch_plan(n_rows, config.batch_size, config.total_epochs)
-    for epsilon in config.epsilons:
+    for epsilon in filter(math.isfinite, config.epsilons):
         try:
             calibrate_noise(target_epsilon=epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
                             accountant=config.accountant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from functools import lru_cache
 from typing import Sequence
@@ -17,7 +18,13 @@ ACCOUNTANT_NAMES = {"prv": "PRV (Gopi et al. 2021)", "rdp": "RDP (Mironov 2017)"
 
 @lru_cache(maxsize=256)
 def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
-    """Cached (sites of equal size share it). The smallest noise multiplier (to 0.01 in epsilon) whose whole-run epsilon stays at or below the target."""
+    """The smallest noise multiplier (to 0.01 in epsilon) whose whole-run epsilon stays at or below the target.
+
+    An infinite target gives noise 0: DP-SGD's clipping and sampling without privacy. Cached: sites of equal
+    size share a calibration.
+    """
+    if math.isinf(target_epsilon):
+        return 0.0
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
         return float(
@@ -36,6 +43,8 @@ def epsilon_spent(history: Sequence[HistoryEntry], *, delta: float, accountant: 
     """Epsilon of the composition of every entry in the history, at the given delta."""
     if not history:
         return 0.0
+    if any(noise == 0 for noise, _, steps in history if steps > 0):
+        return math.inf
     tracker = create_accountant(mechanism=accountant)
     tracker.history = merge_history(history)
     with warnings.catch_warnings():

@@ -97,8 +97,11 @@ def _run_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     for _ in range(epochs):
         for batch_features, batch_labels in loader:
             optimizer.zero_grad()
-            if len(batch_labels) > 0:
-                loss_fn(model(batch_features).squeeze(-1), batch_labels).backward()
+            outputs = model(batch_features).squeeze(-1)
+            # Poisson sampling can draw an empty batch: its step still happens (zero gradient plus DP noise), as
+            # the accountant assumes; a zero loss keeps the per-sample-gradient hooks fed without a 0/0.
+            loss = loss_fn(outputs, batch_labels) if len(batch_labels) else outputs.sum() * 0.0
+            loss.backward()
             optimizer.step()
             steps += 1
     return steps

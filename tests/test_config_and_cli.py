@@ -68,6 +68,11 @@ def test_flags_override_toml_which_overrides_defaults(tmp_path):
     assert config.batch_size == StudyConfig().batch_size
 
 
+def test_infinite_budget_is_accepted():
+    config, _ = parse(["--epsilon", "inf", "1"])
+    assert config.epsilons == (float("inf"), 1.0)
+
+
 def test_toml_with_unknown_key_is_a_config_error(tmp_path):
     toml = tmp_path / "study.toml"
     toml.write_text("epsilonz = [1.0]\n")

@@ -99,3 +99,54 @@ def test_diverged_model_gets_nan_metrics_instead_of_a_crash():
 
     metrics = binary_metrics(np.array([0, 1, 1]), np.array([0.2, np.nan, 0.9]))
     assert all(np.isnan(value) for value in metrics.values())
+
+
+def test_infinite_budget_means_no_noise_and_infinite_epsilon():
+    rate, steps = batch_plan(85, 32, 30)
+    assert calibrate_noise(target_epsilon=float("inf"), delta=1e-5, sample_rate=rate, steps=steps, accountant="prv") == 0.0
+    assert epsilon_spent([(0.0, rate, steps)], delta=1e-5, accountant="prv") == float("inf")
+
+
+def _pld_epsilon(noise: float, rate: float, steps: int, delta: float) -> float:
+    import dp_accounting
+
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(rate, dp_accounting.GaussianDpEvent(noise)), steps
+    )
+    accountant = dp_accounting.pld.PLDAccountant()
+    accountant.compose(event)
+    return accountant.get_epsilon(delta)
+
+
+@pytest.mark.parametrize("target", [1.0, 3.0, 8.0])
+def test_reported_prv_epsilon_agrees_with_google_pld_within_three_percent(target):
+    """Cross-check with an independent implementation (Google's dp-accounting) for the run training really did."""
+    features = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int)
+    settings = TrainSettings(epochs=10, batch_size=16, learning_rate=0.1, max_grad_norm=1.0)
+    rate, steps = batch_plan(len(labels), settings.batch_size, settings.epochs)
+    noise = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=rate, steps=steps, accountant="prv")
+    report = fit(build_model("lr", 4, hidden=1, seed=0), features, labels, settings, seed=0,
+                 privacy=PrivateTraining(noise_multiplier=noise, accountant="prv"))
+    reported = epsilon_spent(report.privacy_history, delta=1e-5, accountant="prv")
+    ((used_noise, used_rate, used_steps),) = merge_history(report.privacy_history)
+    assert reported == pytest.approx(_pld_epsilon(used_noise, used_rate, used_steps, 1e-5), rel=0.03)
+
+
+def test_rdp_epsilon_is_an_upper_bound_on_pld():
+    assert epsilon_spent([(1.5, 0.04, 2250)], delta=1e-5, accountant="rdp") > _pld_epsilon(1.5, 0.04, 2250, 1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [2, 8, 32])
+def test_thirty_row_site_trains_under_dp_sgd_and_is_accounted(batch_size):
+    """Poisson sampling at rate 1/15 draws empty batches; they still count as (noisy) steps."""
+    features = np.random.default_rng(1).normal(size=(30, 3)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int)
+    settings = TrainSettings(epochs=20, batch_size=batch_size, learning_rate=0.1, max_grad_norm=1.0)
+    rate, steps = batch_plan(30, settings.batch_size, settings.epochs)
+    noise = calibrate_noise(target_epsilon=3.0, delta=1e-5, sample_rate=rate, steps=steps, accountant="rdp")
+    model = build_model("mlp", 3, hidden=4, seed=0)
+    report = fit(model, features, labels, settings, seed=0, privacy=PrivateTraining(noise_multiplier=noise, accountant="rdp"))
+    assert merge_history(report.privacy_history) == [(noise, rate, steps)]
+    assert 2.4 <= epsilon_spent(report.privacy_history, delta=1e-5, accountant="rdp") <= 3.0
+    assert all(torch.isfinite(p).all() for p in model.parameters())

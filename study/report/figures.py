@@ -110,22 +110,27 @@ def learning_curves(table: pd.DataFrame) -> Figure | None:
 def privacy_utility(table: pd.DataFrame) -> Figure | None:
     final = _labelled(final_results(table))
     final = final[(final["site"] == ALL_SITES) & final["metric"].isin(CURVE_METRICS)]
-    private = final[final["epsilon"].notna()]
-    if private.empty:
+    finite = final[np.isfinite(final["epsilon"])]
+    if finite.empty:
         return None
     models = list(final["model"].unique())
-    epsilons = sorted(private["epsilon"].unique())
+    epsilons = sorted(finite["epsilon"].unique())
+    palette = dict(zip(["centralized-dp", "federated-dp"], sns.color_palette("deep")))
     figure, axes = _metric_by_model_grid(models)
     for row, metric in enumerate(CURVE_METRICS):
         for column, model in enumerate(models):
             axis = axes[row][column]
             chosen = final[(final["model"] == model) & (final["metric"] == metric)]
-            sns.lineplot(data=chosen[chosen["epsilon"].notna()], x="epsilon", y="value", hue="arm",
-                         errorbar=t_interval, marker="o", ax=axis)
-            for arm, style in (("centralized", "--"), ("federated", ":")):
-                values = chosen[chosen["arm"] == arm]["value"]
+            sns.lineplot(data=finite[(finite["model"] == model) & (finite["metric"] == metric)], x="epsilon", y="value",
+                         hue="arm", palette=palette, errorbar=t_interval, marker="o", ax=axis)
+            references = [(arm, chosen["epsilon"].isna(), "black", style, f"{arm} (no DP)")
+                          for arm, style in (("centralized", "--"), ("federated", ":"))]
+            references += [(arm, np.isinf(chosen["epsilon"]), palette[arm], "-.", f"{arm} ε=∞ (clipping, no noise)")
+                           for arm in palette]
+            for arm, selected, color, style, label in references:
+                values = chosen[selected & (chosen["arm"] == arm)]["value"]
                 if len(values):
-                    axis.axhline(values.mean(), color="black", linestyle=style, linewidth=1, label=f"{arm} (no DP)")
+                    axis.axhline(values.mean(), color=color, linestyle=style, linewidth=1, label=label)
             axis.set_xscale("log")
             axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
             axis.minorticks_off()

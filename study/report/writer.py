@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,8 +66,17 @@ def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, m
     (folder / CONFIG_TOML).write_text(tomli_w.dumps(config), encoding="utf-8")
     table.to_csv(folder / RESULTS_CSV, index=False)
     split.to_csv(folder / SPLIT_CSV, index=False)
-    document = {**metadata, "results": json.loads(table.to_json(orient="records"))}
+    document = {**metadata, "results": json_records(table)}
     (folder / METADATA_JSON).write_text(json.dumps(document, indent=1), encoding="utf-8")
     figures = all_figures(table, split)
     write_figures(figures, folder / "figures")
     (folder / REPORT_HTML).write_text(render(table, split, figures, metadata), encoding="utf-8")
+
+
+def json_records(table: pd.DataFrame) -> list[dict]:
+    """Rows as strict JSON: missing values become null and an infinite epsilon the string "inf"."""
+    cells = table.astype(object).where(table.notna(), None)
+    return [
+        {key: ("inf" if isinstance(value, float) and math.isinf(value) else value) for key, value in row.items()}
+        for row in cells.to_dict("records")
+    ]
