@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, dest=name, default=None, help=f"{text} (default: {shown})", **kwargs)
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for run folders (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="retrain everything instead of reusing results of earlier runs with the same settings "
+                        "(kept in OUTPUT/.cache)")
     return parser
 
 

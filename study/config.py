@@ -14,6 +14,8 @@ MODELS = ("lr", "mlp")
 SPLITS = ("dirichlet", "iid")
 ACCOUNTANTS = ("prv", "rdp")
 ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp")
+DP_ARMS = ("centralized-dp", "federated-dp")
+FEDERATED_ARMS = ("federated", "federated-dp")
 
 
 class ConfigError(ValueError):
@@ -55,7 +57,7 @@ class StudyConfig:
 
     @property
     def dp_arms(self) -> tuple[str, ...]:
-        return tuple(arm for arm in self.arms if arm.endswith("-dp"))
+        return tuple(arm for arm in self.arms if arm in DP_ARMS)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

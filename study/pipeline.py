@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from study.arms import SeedData, centralized, local_only
-from study.config import ConfigError, StudyConfig
+from study.cache import ResultCache, Unit
+from study.config import DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
 from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats
 from study.data.sources import load_dataset
@@ -21,25 +23,57 @@ from study.results import StudyResults, make_table
 from study.privacy import calibrate_noise
 from study.training import TrainSettings, batch_plan
 
+if TYPE_CHECKING:
+    from study.federation.server_app import FederatedOutcome
+
 Progress = Callable[[str], None]
 
 
-def run_study(config: StudyConfig, progress: Progress = lambda message: None) -> StudyResults:
-    """Train and evaluate every arm of `config`; returns the long results table (see study.results.COLUMNS)."""
+def run_study(
+    config: StudyConfig, progress: Progress = lambda message: None, *, cache_dir: Path | None = None
+) -> StudyResults:
+    """Train and evaluate every arm of `config`; returns the long results table (see study.results.COLUMNS).
+
+    With `cache_dir`, results already computed for the same settings (and code) are reused, not retrained.
+    """
     seeds = preflight(config)
+    cache = ResultCache(cache_dir)
     started = time.perf_counter()
-    records: list[dict] = []
-    experiments: list[FederatedExperiment] = []
+    units = plan_units(config)
+    done = {unit: records for unit in units if (records := cache.load(config, unit)) is not None}
+    reused = len(done)
+    if reused:
+        progress(f"reusing {reused} cached results; training {len(units) - reused}")
     for data in seeds:
-        for model in config.models:
-            records += _in_process_arms(config, data, model, progress)
-            experiments += federated_experiments(config, split_spec(config, data.seed), model)
+        for unit in units:
+            if unit.seed == data.seed and unit.arm not in FEDERATED_ARMS and unit not in done:
+                done[unit] = _train_in_process(config, data, unit, progress)
+                cache.store(config, unit, done[unit])
     in_process_seconds = time.perf_counter() - started
-    records += _federated_arms(config, experiments, progress)
+    for unit, records in _federated_arms(config, [unit for unit in units if unit not in done], progress):
+        done[unit] = records
+        cache.store(config, unit, records)
     seconds = {"in_process_arms": in_process_seconds, "total": time.perf_counter() - started}
     seconds["federated_arms"] = seconds["total"] - in_process_seconds
-    split = pd.concat([describe_split(data) for data in seeds])
-    return StudyResults(config=config, table=make_table(records), split=split, seconds=seconds)
+    return StudyResults(
+        config=config,
+        table=make_table([record for unit in units for record in done[unit]]),
+        split=pd.concat([describe_split(data) for data in seeds]),
+        seconds=seconds,
+        reused=reused,
+        trained=len(units) - reused,
+    )
+
+
+def plan_units(config: StudyConfig) -> list[Unit]:
+    """Every result the config asks for, in report order."""
+    units = []
+    for seed in config.seeds:
+        for model in config.models:
+            for arm in config.arms:
+                budgets = config.epsilons if arm in DP_ARMS else (None,)
+                units += [Unit(arm, model, seed, epsilon) for epsilon in budgets]
+    return units
 
 
 def preflight(config: StudyConfig) -> list[SeedData]:
@@ -90,65 +124,56 @@ def describe_split(data: SeedData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def federated_experiments(config: StudyConfig, spec: SplitSpec, model: str) -> list[FederatedExperiment]:
-    budgets: list[tuple[str, float | None]] = []
-    if "federated" in config.arms:
-        budgets.append(("federated", None))
-    if "federated-dp" in config.arms:
-        budgets += [("federated-dp", epsilon) for epsilon in config.epsilons]
+def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment:
     local = TrainSettings(config.local_epochs, config.batch_size, config.learning_rate, config.max_grad_norm)
-    return [
-        FederatedExperiment(
-            arm=arm, model=model, seed=spec.seed, epsilon=epsilon, split=spec, local=local, rounds=config.rounds,
-            delta=config.delta, accountant=config.accountant, mlp_hidden=config.mlp_hidden,
-        )
-        for arm, epsilon in budgets
-    ]
+    return FederatedExperiment(
+        arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
+        local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
+        mlp_hidden=config.mlp_hidden,
+    )
 
 
-def _records(arm: str, model: str, seed: int, epsilon: float | None, round_: int | None, rows: list[MetricRow]) -> list[dict]:
-    eps = np.nan if epsilon is None else epsilon
+def _records(unit: Unit, round_: int | None, rows: list[MetricRow]) -> list[dict]:
+    epsilon = np.nan if unit.epsilon is None else unit.epsilon
     return [
-        {"arm": arm, "model": model, "seed": seed, "epsilon": eps, "round": round_, "site": site, "metric": metric, "value": value}
+        {"arm": unit.arm, "model": unit.model, "seed": unit.seed, "epsilon": epsilon, "round": round_, "site": site,
+         "metric": metric, "value": value}
         for site, metric, value in rows
     ]
 
 
-def _in_process_arms(config: StudyConfig, data: SeedData, model: str, progress: Progress) -> list[dict]:
-    records: list[dict] = []
-    if "centralized" in config.arms:
-        progress(f"centralized {model}, seed {data.seed}")
-        records += _records("centralized", model, data.seed, None, None, centralized(config, data, model))
-    if "local" in config.arms:
-        progress(f"local-only {model}, seed {data.seed}")
-        records += _records("local", model, data.seed, None, None, local_only(config, data, model))
-    if "centralized-dp" in config.arms:
-        for epsilon in config.epsilons:
-            progress(f"centralized DP-SGD {model}, seed {data.seed}, epsilon {epsilon:g}")
-            rows = centralized(config, data, model, epsilon)
-            records += _records("centralized-dp", model, data.seed, epsilon, None, rows)
-    return records
+def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress: Progress) -> list[dict]:
+    budget = "" if unit.epsilon is None else f", epsilon {unit.epsilon:g}"
+    progress(f"{unit.arm} {unit.model}, seed {unit.seed}{budget}")
+    if unit.arm == "local":
+        return _records(unit, None, local_only(config, data, unit.model))
+    return _records(unit, None, centralized(config, data, unit.model, unit.epsilon))
 
 
-def _federated_arms(config: StudyConfig, experiments: list[FederatedExperiment], progress: Progress) -> list[dict]:
-    if not experiments:
-        return []
+def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) -> Iterator[tuple[Unit, list[dict]]]:
+    if not units:
+        return
     from study.federation.simulation import run_federated  # imports Flower and Ray only when needed
 
-    progress(f"starting Flower simulation: {len(experiments)} federated experiments x {config.rounds} rounds")
+    progress(f"starting Flower simulation: {len(units)} federated experiments x {config.rounds} rounds")
+    experiments = [federated_experiment(config, unit) for unit in units]
+    for unit, outcome in zip(units, run_federated(experiments, config.sites, progress)):
+        yield unit, _federated_records(unit, outcome)
+
+
+def _federated_records(unit: Unit, outcome: FederatedOutcome) -> list[dict]:
+    experiment = outcome.experiment
+    sites = build_sites(experiment.split)
+    model = build_model(experiment.model, len(outcome.scaler.mean), hidden=experiment.mlp_hidden, seed=experiment.seed)
     records: list[dict] = []
-    for outcome in run_federated(experiments, config.sites, progress):
-        experiment = outcome.experiment
-        sites = build_sites(experiment.split)
-        model = build_model(experiment.model, len(outcome.scaler.mean), hidden=experiment.mlp_hidden, seed=experiment.seed)
-        for round_, state in sorted(outcome.round_states.items()):
-            model.load_state_dict(state)
-            # Learning curves need all test rows each round; per-site metrics only for the final model.
-            rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=round_ == experiment.rounds)
-            records += _records(experiment.arm, experiment.model, experiment.seed, experiment.epsilon, round_, rows)
-        if experiment.epsilon is not None:
-            rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
-            rows += [(sites[p].name, "noise_multiplier", z) for p, z in sorted(outcome.site_noise.items())]
-            rows.append((ALL_SITES, "epsilon", max(outcome.site_epsilons.values())))
-            records += _records(experiment.arm, experiment.model, experiment.seed, experiment.epsilon, experiment.rounds, rows)
+    for round_, state in sorted(outcome.round_states.items()):
+        model.load_state_dict(state)
+        # Learning curves need all test rows each round; per-site metrics only for the final model.
+        rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=round_ == experiment.rounds)
+        records += _records(unit, round_, rows)
+    if experiment.epsilon is not None:
+        rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
+        rows += [(sites[p].name, "noise_multiplier", z) for p, z in sorted(outcome.site_noise.items())]
+        rows.append((ALL_SITES, "epsilon", max(outcome.site_epsilons.values())))
+        records += _records(unit, experiment.rounds, rows)
     return records

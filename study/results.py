@@ -23,6 +23,8 @@ class StudyResults:
     table: pd.DataFrame
     split: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    reused: int = 0  # results taken from the cache
+    trained: int = 0  # results trained in this run
 
 
 def make_table(records: list[dict]) -> pd.DataFrame:

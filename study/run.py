@@ -12,7 +12,7 @@ from study.cli import parse, reproduce_command
 from study.config import ConfigError
 from study.pipeline import preflight, run_study
 from study.report.writer import write_run
-from study.rundir import prepare_output
+from study.rundir import CACHE_FOLDER, prepare_output
 
 PROG = "python -m study.run"
 
@@ -40,12 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = ProgressPrinter(args.quiet)
     started = datetime.now(timezone.utc)
     try:
-        results = run_study(config, progress)
+        cache_dir = None if args.no_cache else args.output / CACHE_FOLDER
+        results = run_study(config, progress, cache_dir=cache_dir)
         run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
         return 130
-    progress(f"done in {results.seconds['total']:.0f} s")
+    progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, {results.reused} reused from the cache")
     print(Path(run_dir) / "index.html")
     return 0
 

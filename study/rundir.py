@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+CACHE_FOLDER = ".cache"
 CONFIG_TOML = "config.toml"
 RESULTS_CSV = "results.csv"
 SPLIT_CSV = "split.csv"

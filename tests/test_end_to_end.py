@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -16,21 +17,29 @@ pytestmark = pytest.mark.slow
 SECTIONS = ["headline", "results", "learning_curves", "privacy_utility", "per_site", "data_split", "privacy", "reproduce"]
 
 
+SMALL_STUDY = ["--seeds", "0", "--rounds", "3", "--local-epochs", "1", "--epsilon", "2"]
+
+
+def _run_cli(reports) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "study.run", *SMALL_STUDY, "--output", str(reports)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _run_folders(reports):
+    return [path for path in reports.iterdir() if not path.name.startswith(".")]
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     reports = tmp_path_factory.mktemp("reports")
-    done = subprocess.run(
-        [sys.executable, "-m", "study.run", "--seeds", "0", "--rounds", "3", "--local-epochs", "1",
-         "--epsilon", "2", "--output", str(reports)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return reports, done
+    return reports, _run_cli(reports)
 
 
 def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
     reports, done = small_run
-    (run_dir,) = [p for p in reports.iterdir()]
+    (run_dir,) = _run_folders(reports)
     assert done.stdout.strip().splitlines()[-1] == str(run_dir / "index.html")
     assert not run_dir.name.startswith(".")
     for name in ["index.html", "results.csv", "results.json", "split.csv", "config.toml"]:
@@ -42,7 +51,7 @@ def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
 
 def test_report_has_every_section_and_embedded_figures_only(small_run):
     reports, _ = small_run
-    html = next(reports.iterdir()).joinpath("index.html").read_text()
+    html = _run_folders(reports)[0].joinpath("index.html").read_text()
     for section in SECTIONS:
         assert f'id="{section}"' in html
     images = re.findall(r'<img src="([^"]{0,40})', html)
@@ -53,7 +62,7 @@ def test_report_has_every_section_and_embedded_figures_only(small_run):
 
 def test_results_table_is_long_format_with_every_arm(small_run):
     reports, _ = small_run
-    run_dir = next(reports.iterdir())
+    run_dir = _run_folders(reports)[0]
     table = pd.read_csv(run_dir / "results.csv")
     assert list(table.columns) == COLUMNS
     assert set(table["arm"]) == {"centralized", "local", "federated", "centralized-dp", "federated-dp"}
@@ -64,9 +73,19 @@ def test_results_table_is_long_format_with_every_arm(small_run):
 
 def test_metadata_reproduces_the_run(small_run):
     reports, _ = small_run
-    metadata = json.loads(next(reports.iterdir()).joinpath("results.json").read_text())
+    metadata = json.loads(_run_folders(reports)[0].joinpath("results.json").read_text())
     assert metadata["config"]["rounds"] == 3 and metadata["config"]["epsilons"] == [2.0]
     assert {"flwr", "torch", "opacus", "python"} <= set(metadata["versions"])
     argv = metadata["command"].split()[3:]
     config, _ = parse(argv)
     assert config.to_dict() == metadata["config"]
+
+
+def test_identical_rerun_reuses_every_result(small_run, tmp_path):
+    reports, _ = small_run
+    shutil.copytree(reports / ".cache", tmp_path / ".cache")
+    done = _run_cli(tmp_path)
+    assert "0 results trained, 10 reused" in done.stderr
+    assert "Flower simulation" not in done.stderr
+    (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
+    pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"))

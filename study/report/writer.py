@@ -39,6 +39,8 @@ def build_metadata(results: StudyResults, command: str, started: datetime) -> di
         "versions": versions(),
         "machine": machine(),
         "seconds": results.seconds,
+        "results_trained": results.trained,
+        "results_reused": results.reused,
         "dataset_description": load_dataset(results.config.dataset).description,
     }
 

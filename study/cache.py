@@ -1,0 +1,79 @@
+"""Result cache: each (arm, model, seed, budget) result is stored under a key of everything it depends on, so a
+rerun with new budgets trains only what is new."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from study.config import StudyConfig
+from study.provenance import versions
+
+# Config fields every result depends on; DP results also depend on the privacy fields.
+_SHARED_FIELDS = ("dataset", "sites", "split", "alpha", "test_fraction", "rounds", "local_epochs", "batch_size",
+                  "learning_rate", "mlp_hidden")
+_PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One result of the study: an arm trained for one model and seed (and, for DP arms, one target epsilon)."""
+
+    arm: str
+    model: str
+    seed: int
+    epsilon: float | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon is not None
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Changes whenever the study's code or the versions of the libraries that train and account change."""
+    digest = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def unit_key(config: StudyConfig, unit: Unit) -> str:
+    fields = _SHARED_FIELDS + (_PRIVACY_FIELDS if unit.private else ())
+    described = {
+        "unit": [unit.arm, unit.model, unit.seed, None if unit.epsilon is None else repr(unit.epsilon)],
+        "config": {name: getattr(config, name) for name in fields},
+        "code": code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class ResultCache:
+    """Records of finished units as JSON files in one folder; without a folder it stores nothing."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def load(self, config: StudyConfig, unit: Unit) -> list[dict] | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{unit_key(config, unit)}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def store(self, config: StudyConfig, unit: Unit, records: list[dict]) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".partial")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(records, out)
+        os.replace(temporary, self.folder / f"{unit_key(config, unit)}.json")
