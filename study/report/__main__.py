@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import jinja2
 import pandas as pd
 
 from study.report.figures import all_figures
@@ -47,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {run_dir} is not a complete run folder (missing {', '.join(missing)}); "
               "give a folder written by python -m study.run", file=sys.stderr)
         return 2
-    print(rerender(run_dir))
+    try:
+        print(rerender(run_dir))
+    except (ValueError, KeyError, TypeError, jinja2.TemplateError) as error:
+        print(f"{PROG}: error: the saved results in {run_dir} cannot be read ({type(error).__name__}: {error}); "
+              "rerun the study with python -m study.run", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pandas as pd
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
-from study.report.tables import privacy_table, results_table
+from study.report.tables import format_estimate, privacy_table, results_table
 from study.results import final_results, summarize
 
 _TEMPLATES = jinja2.Environment(
@@ -21,14 +20,6 @@ _TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-
-
-def _percent(mean: float, low: float, high: float) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    if math.isnan(low):
-        return f"{100 * mean:.1f}%"
-    return f"{100 * mean:.1f}% (± {100 * (high - low) / 2:.1f})"
 
 
 def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
@@ -45,7 +36,7 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
             if match.empty:
                 return None
             first = match.iloc[0]
-            return _percent(first["mean"], first["ci_low"], first["ci_high"]), float(first["mean"])
+            return format_estimate(first["mean"], first["ci_low"], first["ci_high"], percent=True), float(first["mean"])
 
         name = MODEL_NAMES[model]
         federated, central, local = accuracy("federated"), accuracy("centralized"), accuracy("local")

@@ -13,13 +13,16 @@ from study.results import final_results, summarize
 METRIC_LABELS = {"auc": "ROC AUC", "accuracy": "accuracy", "f1": "F1", "brier": "Brier score (lower is better)"}
 
 
-def format_estimate(mean: float, low: float, high: float) -> str:
-    """'0.981 ± 0.006' (half-width of the 95% CI), or just the mean when there is no interval."""
+def format_estimate(mean: float, low: float, high: float, *, percent: bool = False) -> str:
+    """'0.981 ± 0.006' or '98.1% (± 0.6)' (half-width of the 95% CI); just the mean when there is no interval."""
     if math.isnan(mean):
         return "n/a"
+    scale, unit, digits = (100, "%", 1) if percent else (1, "", 3)
+    shown = f"{scale * mean:.{digits}f}{unit}"
     if math.isnan(low):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {(high - low) / 2:.3f}"
+        return shown
+    half_width = f"{scale * (high - low) / 2:.{digits}f}"
+    return f"{shown} (± {half_width})" if percent else f"{shown} ± {half_width}"
 
 
 def arm_label(arm: str, epsilon: float) -> str:
