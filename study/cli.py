@@ -34,13 +34,15 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2) instead of the usage block plus the error."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="python -m study.run",
         description="Compare centralized, local-only, federated (Flower) and differentially private training "
         "on a horizontally split medical dataset, and write an HTML report.",

@@ -18,6 +18,10 @@ DP_ARMS = ("centralized-dp", "federated-dp")
 FEDERATED_ARMS = ("federated", "federated-dp")
 
 
+MAX_SEED = 2**31 - 1  # seeds are offset per site and round; scikit-learn takes seeds below 2**32
+MAX_EPSILON = 100.0  # e**100: no meaningful guarantee, and accountants grow slow and unstable there
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message names the option and how to fix it."""
 
@@ -99,18 +103,23 @@ def _validate(config: StudyConfig) -> None:
              f"must be between 0 and 1 (exclusive), got {config.test_fraction}")
     _require(len(config.seeds) > 0, "seeds", "give at least one seed")
     _require(len(set(config.seeds)) == len(config.seeds), "seeds", "seeds must be distinct")
-    _require(all(s >= 0 for s in config.seeds), "seeds", "seeds must be non-negative integers")
+    _require(all(0 <= s <= MAX_SEED for s in config.seeds), "seeds", f"seeds must be integers from 0 to {MAX_SEED}")
     _require(len(config.models) > 0, "models", "give at least one model")
+    for name in ("models", "arms", "epsilons"):
+        values = getattr(config, name)
+        _require(len(set(values)) == len(values), name, f"each value may appear once, got {' '.join(map(str, values))}")
     for model in config.models:
         _require(model in MODELS, "models", f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     _require(len(config.arms) > 0, "arms", "give at least one arm")
     for arm in config.arms:
         _require(arm in ARMS, "arms", f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    if config.dp_arms:
-        _require(len(config.epsilons) > 0, "epsilons", "DP arms need at least one epsilon")
+    _require(len(config.epsilons) > 0, "epsilons", "give at least one privacy budget")
     for epsilon in config.epsilons:
         _require(epsilon > 0 and not math.isnan(epsilon), "epsilons",
                  f"each privacy budget must be a positive number (or inf: DP-SGD clipping without noise), got {epsilon}")
+        _require(epsilon <= MAX_EPSILON or math.isinf(epsilon), "epsilons",
+                 f"{epsilon:g} bounds nothing a patient would care about; use at most {MAX_EPSILON:g}, or inf for "
+                 "DP-SGD without noise")
     _require(0 < config.delta < 1, "delta", f"must be strictly between 0 and 1, got {config.delta}")
     _require(config.accountant in ACCOUNTANTS, "accountant",
              f"unknown accountant {config.accountant!r}; choose {' or '.join(ACCOUNTANTS)}")
@@ -127,9 +136,11 @@ def _validate(config: StudyConfig) -> None:
 def read_toml(path: Path) -> dict[str, Any]:
     """Config values from a TOML file; keys are field names (``local_epochs`` or ``local-epochs``)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"--config: file {path} does not exist; check the path") from None
+    except OSError as error:
+        raise ConfigError(f"--config: cannot read {path} ({error.strerror}); give a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"--config: {path} is not valid TOML ({error}); fix the file") from None
     known = {f.name for f in dataclasses.fields(StudyConfig)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -12,7 +13,8 @@ from study.cli import parse, reproduce_command
 from study.config import ConfigError
 from study.pipeline import preflight, run_study
 from study.report.writer import write_run
-from study.rundir import CACHE_FOLDER, prepare_output
+from study.rundir import CACHE_FOLDER, OutputError, prepare_output
+from study.stop import stop_engine
 
 PROG = "python -m study.run"
 
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, args = parse(argv)
         preflight(config)
         prepare_output(args.output)
-    except (ConfigError, OSError) as error:
+    except (ConfigError, OutputError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     progress = ProgressPrinter(args.quiet)
@@ -45,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
+        if "ray" in sys.modules:
+            # Flower's ServerApp thread may still wait for sites whose actors died with the interrupt: stop the
+            # engine and leave without joining that thread (all writes are atomic, so nothing is half-written).
+            stop_engine()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, {results.reused} reused from the cache")
     print(Path(run_dir) / "index.html")

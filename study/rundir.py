@@ -26,13 +26,21 @@ def run_id(config: dict, now: datetime | None = None) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{digest}"
 
 
+class OutputError(OSError):
+    """The reports folder cannot be used; the message names --output and the fix."""
+
+
 def prepare_output(reports_dir: Path) -> None:
-    """Fail early (before training) when the reports folder cannot be written."""
+    """Fail early (before training) when the reports folder cannot be written: really create something there."""
     if reports_dir.exists() and not reports_dir.is_dir():
-        raise NotADirectoryError(f"--output: {reports_dir} is a file, not a folder; choose another --output")
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(reports_dir, os.W_OK):
-        raise PermissionError(f"--output: cannot write to {reports_dir}; choose a writable --output")
+        raise OutputError(f"--output: {reports_dir} is a file, not a folder; choose another --output")
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check.", dir=reports_dir))
+    except OSError as error:
+        raise OutputError(
+            f"--output: cannot write run folders in {reports_dir} ({error.strerror}); choose a writable --output"
+        ) from None
 
 
 def _umask() -> int:
@@ -52,9 +60,21 @@ def write_atomically(reports_dir: Path, name: str, fill: Callable[[Path], None])
     try:
         fill(staging)
         make_readable(staging)
-        final = reports_dir / name
-        os.rename(staging, final)
+        final = _rename_to_free_name(staging, reports_dir, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def _rename_to_free_name(staging: Path, reports_dir: Path, name: str) -> Path:
+    """Two runs of one config finishing in the same second get <id> and <id>-2: neither result is lost."""
+    for attempt in range(1, 100):
+        final = reports_dir / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            os.rename(staging, final)
+            return final
+        except OSError as error:
+            if not final.exists():
+                raise error
+    raise FileExistsError(f"no free run folder name for {name} in {reports_dir}")

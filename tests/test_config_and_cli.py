@@ -30,6 +30,12 @@ from study.run import main
         (["--config", "no-such-file.toml"], "--config"),
         (["--no-such-flag"], "--no-such-flag"),
         (["--epsilon", "0.05"], "--epsilon"),
+        (["--epsilon", "1", "1.0"], "--epsilon"),
+        (["--epsilon", "1e6"], "--epsilon"),
+        (["--models", "lr", "lr"], "--models"),
+        (["--arms", "local", "local"], "--arms"),
+        (["--seeds", "4294967295"], "--seeds"),
+        (["--delta", "1e-300"], "--epsilon"),
         (["--test-fraction", "0.99"], "--test-fraction"),
         (["--alpha", "0.0001"], "--alpha"),
     ],
@@ -100,3 +106,20 @@ def test_config_file_with_wrong_types_names_the_key(toml, option, tmp_path, caps
     assert _exit_code(["--config", str(path), "--output", str(tmp_path / "reports")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and option in error
+
+
+def test_config_file_may_start_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_bytes("\ufeffsites = 3\n".encode("utf-8"))
+    config, _ = parse(["--config", str(path)])
+    assert config.sites == 3
+
+
+@pytest.mark.parametrize("where", ["config-dir", "output-under-file"])
+def test_unusable_paths_name_their_option(where, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    argv = ["--config", str(tmp_path)] if where == "config-dir" else ["--output", str(blocker / "reports")]
+    assert _exit_code(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and ("--config" in error if where == "config-dir" else "--output" in error)

@@ -89,3 +89,33 @@ def test_identical_rerun_reuses_every_result(small_run, tmp_path):
     assert "Flower simulation" not in done.stderr
     (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"))
+
+
+def test_same_config_and_seed_give_identical_numbers(small_run, tmp_path):
+    """A second full training run (no cache) reproduces every number exactly, federated arms included."""
+    reports, _ = small_run
+    done = subprocess.run([sys.executable, "-m", "study.run", *SMALL_STUDY, "--no-cache", "--quiet",
+                           "--output", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
+    pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"),
+                                  check_exact=True)
+
+
+def test_rerender_rewrites_the_report_from_saved_results(small_run):
+    reports, _ = small_run
+    run_dir = _run_folders(reports)[0]
+    before = (run_dir / "index.html").read_text()
+    done = subprocess.run([sys.executable, "-m", "study.report", str(run_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == str(run_dir / "index.html")
+    assert (run_dir / "index.html").read_text() == before
+
+
+def test_rerender_of_a_damaged_run_folder_fails_in_one_line(tmp_path):
+    for name in ("results.csv", "split.csv"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "results.json").write_text("{bad")
+    done = subprocess.run([sys.executable, "-m", "study.report", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

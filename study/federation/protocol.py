@@ -30,7 +30,7 @@ class FederatedExperiment:
     @property
     def key(self) -> str:
         """Tells experiments apart in messages and in each site's state."""
-        budget = "non-private" if self.epsilon is None else f"eps={self.epsilon:g}"
+        budget = "non-private" if self.epsilon is None else f"eps={self.epsilon!r}"
         return f"{self.arm}/{self.model}/seed={self.seed}/{budget}"
 
     def to_config(self, scaler: Scaler) -> ConfigRecord:

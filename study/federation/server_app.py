@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -18,6 +18,20 @@ from study.federation.protocol import FederatedExperiment, split_to_config
 from study.models import build_model
 
 Progress = Callable[[str], None]
+
+
+class OrderedFedAvg(FedAvg):
+    """FedAvg that sums the sites' float32 updates in site order, not arrival order: same config, same numbers."""
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        def site_order(reply: Message) -> tuple[int, int]:
+            if reply.has_error():
+                return (1, 0)
+            return (0, int(reply.content["metrics"]["partition-id"]))
+
+        return super().aggregate_train(server_round, sorted(replies, key=site_order))
 
 
 @dataclass
@@ -95,7 +109,7 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
         if server_round > 0:
             outcome.round_states[server_round] = arrays.to_torch_state_dict()
 
-    strategy = FedAvg(
+    strategy = OrderedFedAvg(
         fraction_train=1.0,
         fraction_evaluate=0.0,
         min_train_nodes=n_sites,

@@ -12,6 +12,7 @@ from typing import Sequence
 import jinja2
 import pandas as pd
 
+from study.cli import OneLineParser
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
 from study.results import make_table
@@ -38,11 +39,9 @@ def rerender(run_dir: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print(f"{PROG}: error: give exactly one run folder, e.g. {PROG} reports/<run-id>", file=sys.stderr)
-        return 2
-    run_dir = Path(args[0])
+    parser = OneLineParser(prog=PROG, description="Re-render a run's HTML report and figures from its saved results.")
+    parser.add_argument("run_dir", type=Path, help="a folder written by python -m study.run")
+    run_dir = parser.parse_args(argv).run_dir
     missing = [name for name in (RESULTS_CSV, SPLIT_CSV, METADATA_JSON) if not (run_dir / name).is_file()]
     if missing:
         print(f"{PROG}: error: {run_dir} is not a complete run folder (missing {', '.join(missing)}); "

@@ -132,6 +132,7 @@ def privacy_utility(table: pd.DataFrame) -> Figure | None:
                 if len(values):
                     axis.axhline(values.mean(), color=color, linestyle=style, linewidth=1, label=label)
             axis.set_xscale("log")
+            axis.set_xlim(min(epsilons) / 1.5, max(epsilons) * 1.5)
             axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
             axis.minorticks_off()
     _finish_grid(axes, models, "privacy budget ε per site, whole run (log scale)")
@@ -186,7 +187,8 @@ def data_split(split: pd.DataFrame) -> Figure:
     figure, axes = plt.subplots(1, len(seeds), figsize=(3.6 * len(seeds), 3.2), squeeze=False, sharey=True)
     for axis, seed in zip(axes[0], seeds):
         pivot = long[long["seed"] == seed].pivot(index="site", columns="label", values="count")[["positives", "negatives"]]
-        pivot.plot(kind="bar", stacked=True, ax=axis, color=sns.color_palette("deep")[3:1:-1], rot=0, legend=axis is axes[0][0])
+        pivot.plot(kind="bar", stacked=True, ax=axis, color=sns.color_palette("deep")[3:1:-1],
+                   rot=0 if len(pivot) <= 6 else 90, legend=axis is axes[0][0])
         axis.set(title=f"seed {seed}", xlabel="", ylabel="patients (train + test)")
     return Figure(
         "data_split", "How the data is split across sites",
