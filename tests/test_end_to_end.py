@@ -28,7 +28,7 @@ def _run_cli(reports) -> subprocess.CompletedProcess:
 
 
 def _run_folders(reports):
-    return [path for path in reports.iterdir() if not path.name.startswith(".")]
+    return [path for path in reports.iterdir() if path.is_dir() and not path.name.startswith(".")]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
     assert not run_dir.name.startswith(".")
     for name in ["index.html", "results.csv", "results.json", "split.csv", "config.toml"]:
         assert (run_dir / name).stat().st_size > 0
+    runs_index = (reports / "index.html").read_text()
+    assert f'href="{run_dir.name}/index.html"' in runs_index
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(
         f"{name}.png" for name in ["learning_curves", "privacy_utility", "per_site", "data_split"]
     )

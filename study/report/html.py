@@ -15,7 +15,7 @@ from study.report.figures import MODEL_NAMES, Figure
 from study.report.tables import format_estimate, privacy_table, results_table
 from study.results import final_results, summarize
 
-_TEMPLATES = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("study.report", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
@@ -59,7 +59,7 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
 
 def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], metadata: dict[str, Any]) -> str:
     config = metadata["config"]
-    return _TEMPLATES.get_template("report.html.j2").render(
+    return TEMPLATES.get_template("report.html.j2").render(
         metadata=metadata,
         config=config,
         headline=headline(table, metadata),

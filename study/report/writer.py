@@ -16,6 +16,7 @@ from study.data.sources import load_dataset
 from study.provenance import machine, versions
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
+from study.report.runs_index import write_runs_index
 from study.results import StudyResults
 from study.rundir import (
     CONFIG_TOML,
@@ -60,7 +61,9 @@ def write_run(results: StudyResults, reports_dir: Path, command: str, started: d
     def fill(folder: Path) -> None:
         write_report_files(folder, results.table, results.split, metadata)
 
-    return write_atomically(reports_dir, metadata["run_id"], fill)
+    run_dir = write_atomically(reports_dir, metadata["run_id"], fill)
+    write_runs_index(reports_dir)
+    return run_dir
 
 
 def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -> None:
