@@ -54,6 +54,16 @@ def make_readable(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
 
 
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Replace `path` with `text` in one step: readers see the old file or the new one, never half of it."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    make_readable(Path(temporary))
+    os.replace(temporary, path)
+    return path
+
+
 def write_atomically(reports_dir: Path, name: str, fill: Callable[[Path], None]) -> Path:
     """Call `fill(folder)` on a fresh temporary folder inside reports_dir, then move it to reports_dir/name."""
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=reports_dir))

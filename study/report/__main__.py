@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +14,7 @@ from study.cli import OneLineParser
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
 from study.results import make_table
-from study.rundir import make_readable, METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV
+from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, write_text_atomically
 
 PROG = "python -m study.report"
 
@@ -30,12 +28,7 @@ def rerender(run_dir: Path) -> Path:
     figures = all_figures(table, split)
     html = render(table, split, figures, metadata)
     write_figures(figures, run_dir / "figures")
-    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".index.", suffix=".partial")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(html)
-    make_readable(Path(temporary))
-    os.replace(temporary, run_dir / REPORT_HTML)
-    return run_dir / REPORT_HTML
+    return write_text_atomically(run_dir / REPORT_HTML, html)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +12,7 @@ from study.report.figures import MODEL_NAMES
 from study.report.html import TEMPLATES
 from study.report.tables import format_estimate
 from study.results import final_results, make_table, summarize
-from study.rundir import METADATA_JSON, RESULTS_CSV, make_readable
+from study.rundir import METADATA_JSON, RESULTS_CSV, write_text_atomically
 
 INDEX_HTML = "index.html"
 
@@ -62,9 +60,4 @@ def write_runs_index(reports_dir: Path) -> Path:
             if folder.is_dir() and not folder.name.startswith(".") and (rows := describe_run(folder))
             for row in rows]
     html = TEMPLATES.get_template("runs.html.j2").render(runs=runs)
-    handle, temporary = tempfile.mkstemp(dir=reports_dir, prefix=".index.", suffix=".partial")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(html)
-    make_readable(Path(temporary))
-    os.replace(temporary, reports_dir / INDEX_HTML)
-    return reports_dir / INDEX_HTML
+    return write_text_atomically(reports_dir / INDEX_HTML, html)
