@@ -17,7 +17,7 @@ from study.provenance import versions
 # Config fields every result depends on; DP results also depend on the privacy fields.
 _SHARED_FIELDS = ("dataset", "sites", "split", "alpha", "test_fraction", "rounds", "local_epochs", "batch_size",
                   "learning_rate", "mlp_hidden")
-_PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm")
+_PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm", "site_clip_norm")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "batch_size": ({"type": int}, "batch size (expected batch size under DP-SGD's Poisson sampling)"),
     "learning_rate": ({"type": float}, "SGD learning rate"),
     "max_grad_norm": ({"type": float}, "DP-SGD per-example clipping norm"),
+    "site_clip_norm": ({"type": float}, "client-level DP: clipping norm of each site's model update per round"),
     "mlp_hidden": ({"type": int}, "hidden units of the MLP"),
 }
 

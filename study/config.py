@@ -13,9 +13,9 @@ DATASETS = ("breast-cancer",)
 MODELS = ("lr", "mlp")
 SPLITS = ("dirichlet", "iid")
 ACCOUNTANTS = ("prv", "rdp")
-ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp")
-DP_ARMS = ("centralized-dp", "federated-dp")
-FEDERATED_ARMS = ("federated", "federated-dp")
+ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp", "federated-client-dp")
+DP_ARMS = ("centralized-dp", "federated-dp", "federated-client-dp")
+FEDERATED_ARMS = ("federated", "federated-dp", "federated-client-dp")
 
 
 MAX_SEED = 2**31 - 1  # seeds are offset per site and round; scikit-learn takes seeds below 2**32
@@ -46,6 +46,7 @@ class StudyConfig:
     batch_size: int = 32
     learning_rate: float = 0.1
     max_grad_norm: float = 1.0
+    site_clip_norm: float = 1.0
     mlp_hidden: int = 32
 
     def __post_init__(self) -> None:
@@ -130,6 +131,8 @@ def _validate(config: StudyConfig) -> None:
              f"must be a positive number, got {config.learning_rate}")
     _require(config.max_grad_norm > 0 and math.isfinite(config.max_grad_norm), "max_grad_norm",
              f"the DP-SGD clipping norm must be a positive number, got {config.max_grad_norm}")
+    _require(config.site_clip_norm > 0 and math.isfinite(config.site_clip_norm), "site_clip_norm",
+             f"the client-level DP clipping norm must be a positive number, got {config.site_clip_norm}")
     _require(config.mlp_hidden >= 1, "mlp_hidden", f"must be at least 1, got {config.mlp_hidden}")
 
 

@@ -129,7 +129,7 @@ def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment
     return FederatedExperiment(
         arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
-        mlp_hidden=config.mlp_hidden,
+        mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
     )
 
 

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 def iid_study():
     """One engine start for the whole module; also keeps the raw federated outcomes for inspection."""
     config = StudyConfig(
-        split="iid", seeds=(0,), models=("lr",), arms=("centralized", "federated", "federated-dp"), epsilons=(1.0, 4.0)
+        split="iid", seeds=(0,), models=("lr",), epsilons=(1.0, 4.0),
+        arms=("centralized", "federated", "federated-dp", "federated-client-dp"),
     )
     outcomes = []
 
@@ -47,11 +48,12 @@ def test_federated_lr_on_iid_split_matches_centralized(iid_study):
     assert abs(federated - central) <= 0.01
 
 
+@pytest.mark.parametrize("arm", ["federated-dp", "federated-client-dp"])
 @pytest.mark.parametrize("target", [1.0, 4.0])
-def test_every_site_spends_close_to_but_not_over_its_budget(iid_study, target):
+def test_every_site_spends_close_to_but_not_over_its_budget(iid_study, target, arm):
     config, results = iid_study
     table = results.table
-    spent = table[(table["arm"] == "federated-dp") & (table["metric"] == "epsilon") & (table["epsilon"] == target)]
+    spent = table[(table["arm"] == arm) & (table["metric"] == "epsilon") & (table["epsilon"] == target)]
     per_site = spent[spent["site"] != ALL_SITES]["value"].to_numpy()
     assert len(per_site) == config.sites
     assert np.all(per_site <= target) and np.all(per_site >= 0.8 * target)
@@ -78,3 +80,11 @@ def test_federated_scaling_comes_from_site_statistics(iid_study):
     for outcome in results.outcomes:
         np.testing.assert_allclose(outcome.scaler.mean, expected.mean)
         np.testing.assert_allclose(outcome.scaler.scale, expected.scale)
+
+
+def test_client_level_dp_costs_more_accuracy_with_few_sites_than_record_level(iid_study):
+    """Hiding a whole site among five needs far more noise than hiding one record: the study must show it."""
+    _, results = iid_study
+    (record_level,) = _final(results, "federated-dp", "auc", epsilon=1.0)
+    (site_level,) = _final(results, "federated-client-dp", "auc", epsilon=1.0)
+    assert site_level < record_level

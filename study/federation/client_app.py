@@ -47,7 +47,8 @@ def train(msg: Message, context: Context) -> Message:
     features = scaler.transform(site.x_train)
     model = build_model(experiment.model, features.shape[1], hidden=experiment.mlp_hidden, seed=experiment.seed)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    privacy = _site_privacy(experiment, len(site.y_train), context) if experiment.epsilon is not None else None
+    record_level = experiment.epsilon is not None and experiment.arm == "federated-dp"
+    privacy = _site_privacy(experiment, len(site.y_train), context) if record_level else None
     report = fit(
         model,
         features,
@@ -59,6 +60,7 @@ def train(msg: Message, context: Context) -> Message:
     metrics: dict[str, int | float] = {
         "partition-id": partition,
         "num-examples": len(site.y_train),
+        "site-weight": 1,  # client-level DP averages sites with equal weight: its sensitivity analysis needs it
         "steps": report.steps,
     }
     if privacy is not None:

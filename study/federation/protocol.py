@@ -26,6 +26,7 @@ class FederatedExperiment:
     delta: float
     accountant: str
     mlp_hidden: int
+    site_clip_norm: float = 1.0
 
     @property
     def key(self) -> str:

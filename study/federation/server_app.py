@@ -8,14 +8,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
 
 from study.data.preprocess import FeatureStats, Scaler
 from study.data.sites import SplitSpec
 from study.federation.protocol import FederatedExperiment, split_to_config
 from study.models import build_model
+from study.privacy import calibrate_noise, epsilon_spent
 
 Progress = Callable[[str], None]
 
@@ -32,6 +33,24 @@ class OrderedFedAvg(FedAvg):
             return (0, int(reply.content["metrics"]["partition-id"]))
 
         return super().aggregate_train(server_round, sorted(replies, key=site_order))
+
+
+class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
+    """Flower's client-level DP (server-side fixed clipping), with its Gaussian noise drawn from a seeded generator.
+
+    Flower draws this noise from numpy's global generator; a seeded one makes a config and seed reproduce. The
+    noise is Flower's: standard deviation noise_multiplier x clipping_norm / sampled sites, on the average.
+    """
+
+    def __init__(self, strategy: FedAvg, noise_multiplier: float, clipping_norm: float, num_sampled_clients: int,
+                 *, seed: int) -> None:
+        super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients)
+        self.generator = np.random.default_rng(seed)
+
+    def _add_noise_to_aggregated_arrays(self, aggregated_arrays: ArrayRecord) -> ArrayRecord:
+        std = self.noise_multiplier * self.clipping_norm / self.num_sampled_clients
+        noisy = [a + self.generator.normal(0.0, std, a.shape).astype(a.dtype) for a in aggregated_arrays.to_numpy_ndarrays()]
+        return ArrayRecord({key: Array(np.asarray(a)) for key, a in zip(aggregated_arrays.keys(), noisy, strict=True)})
 
 
 @dataclass
@@ -109,13 +128,20 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
         if server_round > 0:
             outcome.round_states[server_round] = arrays.to_torch_state_dict()
 
-    strategy = OrderedFedAvg(
+    client_level = experiment.arm == "federated-client-dp"
+    strategy: FedAvg | SeededServerSideClipping = OrderedFedAvg(
         fraction_train=1.0,
         fraction_evaluate=0.0,
         min_train_nodes=n_sites,
         min_available_nodes=n_sites,
+        weighted_by_key="site-weight" if client_level else "num-examples",
         train_metrics_aggr_fn=collect_site_reports,
     )
+    if client_level:
+        # Every site takes part in every round (sampling rate 1: no amplification); one noisy average per round.
+        noise = calibrate_noise(target_epsilon=experiment.epsilon, delta=experiment.delta, sample_rate=1.0,
+                                steps=experiment.rounds, accountant=experiment.accountant)
+        strategy = SeededServerSideClipping(strategy, noise, experiment.site_clip_norm, n_sites, seed=experiment.seed)
     n_features = len(scaler.mean)
     initial = build_model(experiment.model, n_features, hidden=experiment.mlp_hidden, seed=experiment.seed)
     started = time.perf_counter()
@@ -127,6 +153,11 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
         evaluate_fn=keep_global_model,
     )
     outcome.seconds = time.perf_counter() - started
+    if client_level:
+        releases = len(outcome.round_states)
+        spent = epsilon_spent([(noise, 1.0, releases)], delta=experiment.delta, accountant=experiment.accountant)
+        outcome.site_epsilons = dict.fromkeys(range(n_sites), spent)
+        outcome.site_noise = dict.fromkeys(range(n_sites), noise)
     if len(outcome.round_states) != experiment.rounds:
         raise RuntimeError(f"{experiment.key}: only {len(outcome.round_states)} of {experiment.rounds} rounds completed")
     if experiment.epsilon is not None and len(outcome.site_epsilons) != n_sites:

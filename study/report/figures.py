@@ -15,11 +15,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from study.config import DP_ARMS  # noqa: E402
 from study.evaluation import ALL_SITES  # noqa: E402
 from study.results import final_results  # noqa: E402
 
 MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP"}
-ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp"]
+ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp", "federated-client-dp"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def privacy_utility(table: pd.DataFrame) -> Figure | None:
         return None
     models = list(final["model"].unique())
     epsilons = sorted(finite["epsilon"].unique())
-    palette = dict(zip(["centralized-dp", "federated-dp"], sns.color_palette("deep")))
+    palette = dict(zip(DP_ARMS, sns.color_palette("deep")))
     figure, axes = _metric_by_model_grid(models)
     for row, metric in enumerate(CURVE_METRICS):
         for column, model in enumerate(models):

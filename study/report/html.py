@@ -50,9 +50,12 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
         sentence = f"{name[0].upper() + name[1:]}: " + ", ".join(parts) + "."
         if federated and central:
             sentence += f" Federation costs {100 * (central[1] - federated[1]):.1f} percentage points against pooling."
-        if config["epsilons"] and (private := accuracy("federated-dp", min(config["epsilons"]))):
-            sentence += (f" With differential privacy at ε = {min(config['epsilons']):g} per hospital, federated "
-                         f"training reached {private[0]}.")
+        strongest = min(config["epsilons"])
+        if private := accuracy("federated-dp", strongest):
+            sentence += (f" Protecting every patient record with differential privacy at ε = {strongest:g} per "
+                         f"hospital, federated training reached {private[0]}.")
+        if whole_site := accuracy("federated-client-dp", strongest):
+            sentence += f" Protecting each whole hospital at the same ε (client-level DP) reached {whole_site[0]}."
         sentences.append(sentence)
     return sentences
 
