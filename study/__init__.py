@@ -2,20 +2,32 @@
 
 Use from Python (a notebook)::
 
-    from study import StudyConfig, run_study
+    from study import StudyConfig, run_study, save_run
     results = run_study(StudyConfig(seeds=(0, 1), epsilons=(1.0, 8.0)), progress=print)
     results.table          # long format: arm, model, seed, epsilon, round, site, metric, value
     save_run(results)      # reports/<run-id>/index.html, as the CLI writes it
 """
 
+import importlib
 import os
+from typing import Any
 
 # The study never phones home: Flower's telemetry is off unless the user explicitly turns it on.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from study.config import StudyConfig  # noqa: E402
-from study.pipeline import run_study  # noqa: E402
-from study.report.writer import save_run  # noqa: E402
-from study.results import StudyResults, final_results, summarize  # noqa: E402
+# Loaded on first use, so that `python -m study.run --help` and Ctrl-C during start-up stay fast and clean.
+_EXPORTS = {
+    "StudyConfig": "study.config",
+    "run_study": "study.pipeline",
+    "save_run": "study.report.writer",
+    "StudyResults": "study.results",
+    "final_results": "study.results",
+    "summarize": "study.results",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["StudyConfig", "StudyResults", "final_results", "run_study", "save_run", "summarize"]
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'study' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

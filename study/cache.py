@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from study.config import StudyConfig
 from study.provenance import versions
+from study.rundir import write_text_atomically
 
 # Config fields every result depends on; DP results also depend on the privacy fields.
 _SHARED_FIELDS = ("dataset", "sites", "split", "alpha", "test_fraction", "rounds", "local_epochs", "batch_size",
@@ -73,7 +72,4 @@ class ResultCache:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".partial")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(records, out)
-        os.replace(temporary, self.folder / f"{unit_key(config, unit)}.json")
+        write_text_atomically(self.folder / f"{unit_key(config, unit)}.json", json.dumps(records))

@@ -11,7 +11,7 @@ METRICS = ("auc", "accuracy", "f1", "brier")
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """ROC AUC (NaN when only one class is present), accuracy and F1 at 0.5, Brier score.
+    """ROC AUC (NaN when only one class is present), accuracy and F1 at 0.5 (NaN when undefined), Brier score.
 
     A model whose training diverged (non-finite probabilities) gets NaN for every metric rather than a crash.
     """
@@ -22,6 +22,6 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, f
     return {
         "auc": float(auc),
         "accuracy": float(accuracy_score(labels, predictions)),
-        "f1": float(f1_score(labels, predictions, zero_division=0)),
+        "f1": float(f1_score(labels, predictions, zero_division=np.nan)),
         "brier": float(brier_score_loss(labels, probabilities, labels=[0, 1])),
     }

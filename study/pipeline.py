@@ -19,7 +19,7 @@ from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
-from study.results import StudyResults, make_table
+from study.results import StudyResults, format_budget, make_table
 from study.privacy import calibrate_noise
 from study.training import TrainSettings, batch_plan
 
@@ -106,7 +106,7 @@ def _check_budgets(config: StudyConfig, data: SeedData) -> None:
                             accountant=config.accountant)
         except ValueError:
             raise ConfigError(
-                f"--epsilons: {epsilon:g} is below what the {config.accountant.upper()} accountant can certify at "
+                f"--epsilon: {format_budget(epsilon)} is below what the {config.accountant.upper()} accountant can certify at "
                 f"delta {config.delta:g}, however much noise is added; use a larger epsilon or a larger --delta"
             ) from None
 
@@ -143,7 +143,7 @@ def _records(unit: Unit, round_: int | None, rows: list[MetricRow]) -> list[dict
 
 
 def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress: Progress) -> list[dict]:
-    budget = "" if unit.epsilon is None else f", epsilon {unit.epsilon:g}"
+    budget = "" if unit.epsilon is None else f", epsilon {format_budget(unit.epsilon)}"
     progress(f"{unit.arm} {unit.model}, seed {unit.seed}{budget}")
     if unit.arm == "local":
         return _records(unit, None, local_only(config, data, unit.model))
@@ -155,7 +155,7 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) 
         return
     from study.federation.simulation import run_federated  # imports Flower and Ray only when needed
 
-    progress(f"starting Flower simulation: {len(units)} federated experiments x {config.rounds} rounds")
+    progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
     for unit, outcome in zip(units, run_federated(experiments, config.sites, progress)):
         yield unit, _federated_records(unit, outcome)

@@ -26,7 +26,7 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
     if math.isinf(target_epsilon):
         return 0.0
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the (largest|smallest) alpha.*")
         return float(
             get_noise_multiplier(
                 target_epsilon=target_epsilon,
@@ -48,8 +48,8 @@ def epsilon_spent(history: Sequence[HistoryEntry], *, delta: float, accountant: 
     tracker = create_accountant(mechanism=accountant)
     tracker.history = merge_history(history)
     with warnings.catch_warnings():
-        # RDP says when its best order is the largest it tries: the bound is then valid but loose.
-        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        # RDP says when its best order is at the end of the range it tries: the bound is then valid but loose.
+        warnings.filterwarnings("ignore", message=".*Optimal order is the (largest|smallest) alpha.*")
         return float(tracker.get_epsilon(delta=delta))
 
 

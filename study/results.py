@@ -27,6 +27,12 @@ class StudyResults:
     trained: int = 0  # results trained in this run
 
 
+def format_budget(epsilon: float) -> str:
+    """Shortest text that still tells budgets apart: '1', '0.5', 'inf', but '1.0000001' stays whole."""
+    short = f"{epsilon:g}"
+    return short if float(short) == epsilon else repr(epsilon)
+
+
 def make_table(records: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame.from_records(records, columns=COLUMNS)
     table["epsilon"] = table["epsilon"].astype(float)

@@ -9,13 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from study.cli import parse, reproduce_command
-from study.config import ConfigError
-from study.pipeline import preflight, run_study
-from study.report.writer import write_run
-from study.rundir import CACHE_FOLDER, OutputError, prepare_output
-from study.stop import stop_engine
-
 PROG = "python -m study.run"
 
 
@@ -32,6 +25,31 @@ class ProgressPrinter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; Ctrl-C at any point (even while libraries load) ends in one line and writes nothing."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
+        if "ray" in sys.modules:
+            from study.stop import stop_engine
+
+            # Flower's ServerApp thread may still wait for sites whose actors died with the interrupt: stop the
+            # engine and leave without joining that thread (all writes are atomic, so nothing is half-written).
+            stop_engine()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    # Imported here, not at module level, so that an interrupt while torch and Flower load is handled by main().
+    from study.cli import parse, reproduce_command
+    from study.config import ConfigError
+    from study.pipeline import preflight, run_study
+    from study.report.writer import write_run
+    from study.rundir import CACHE_FOLDER, OutputError, prepare_output
+
     try:
         config, args = parse(argv)
         preflight(config)
@@ -41,21 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     progress = ProgressPrinter(args.quiet)
     started = datetime.now(timezone.utc)
-    try:
-        cache_dir = None if args.no_cache else args.output / CACHE_FOLDER
-        results = run_study(config, progress, cache_dir=cache_dir)
-        run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
-        if "ray" in sys.modules:
-            # Flower's ServerApp thread may still wait for sites whose actors died with the interrupt: stop the
-            # engine and leave without joining that thread (all writes are atomic, so nothing is half-written).
-            stop_engine()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        return 130
-    progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, {results.reused} reused from the cache")
+    cache_dir = None if args.no_cache else args.output / CACHE_FOLDER
+    results = run_study(config, progress, cache_dir=cache_dir)
+    run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
+    progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, "
+             f"{results.reused} reused from the cache")
     print(Path(run_dir) / "index.html")
     return 0
 

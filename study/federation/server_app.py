@@ -36,10 +36,12 @@ class OrderedFedAvg(FedAvg):
 
 
 class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
-    """Flower's client-level DP (server-side fixed clipping), with its Gaussian noise drawn from a seeded generator.
+    """Flower's client-level DP (server-side fixed clipping): each site's update is clipped to the clipping norm,
+    the clipped models are averaged, and Gaussian noise of std noise_multiplier x clipping_norm / sites is added.
 
-    Flower draws this noise from numpy's global generator; a seeded one makes a config and seed reproduce. The
-    noise is Flower's: standard deviation noise_multiplier x clipping_norm / sampled sites, on the average.
+    Two changes to Flower 1.42's implementation: the noise comes from a seeded generator (Flower draws from numpy's
+    global one), so a config and seed reproduce; and a site whose update is exactly zero is left as it is (Flower
+    divides by its zero norm and stops the run).
     """
 
     def __init__(self, strategy: FedAvg, noise_multiplier: float, clipping_norm: float, num_sampled_clients: int,
@@ -47,10 +49,32 @@ class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
         super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients)
         self.generator = np.random.default_rng(seed)
 
-    def _add_noise_to_aggregated_arrays(self, aggregated_arrays: ArrayRecord) -> ArrayRecord:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        if len(replies) != self.num_sampled_clients or any(reply.has_error() for reply in replies):
+            raise RuntimeError(f"round {server_round}: {len(replies)} of {self.num_sampled_clients} sites replied "
+                               "without error; client-level DP needs every site")
+        start = self.current_arrays.to_numpy_ndarrays()
+        for reply in replies:
+            record = reply.content["arrays"]
+            clipped = _clip_update(record.to_numpy_ndarrays(), start, self.clipping_norm)
+            reply.content["arrays"] = ArrayRecord({k: Array(a) for k, a in zip(record.keys(), clipped, strict=True)})
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        if arrays is None:
+            return None, metrics
         std = self.noise_multiplier * self.clipping_norm / self.num_sampled_clients
-        noisy = [a + self.generator.normal(0.0, std, a.shape).astype(a.dtype) for a in aggregated_arrays.to_numpy_ndarrays()]
-        return ArrayRecord({key: Array(np.asarray(a)) for key, a in zip(aggregated_arrays.keys(), noisy, strict=True)})
+        noisy = [a + self.generator.normal(0.0, std, a.shape).astype(a.dtype) for a in arrays.to_numpy_ndarrays()]
+        return ArrayRecord({k: Array(np.asarray(a)) for k, a in zip(arrays.keys(), noisy, strict=True)}), metrics
+
+
+def _clip_update(model: list[np.ndarray], start: list[np.ndarray], clipping_norm: float) -> list[np.ndarray]:
+    """The model whose update from `start` has at most the clipping norm (L2 over all parameters)."""
+    updates = [m - s for m, s in zip(model, start, strict=True)]
+    norm = float(np.sqrt(sum(np.square(u).sum() for u in updates)))
+    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+    return [(s + u * scale).astype(m.dtype) for m, s, u in zip(model, start, updates, strict=True)]
 
 
 @dataclass

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from types import FrameType
+from typing import Callable
 
 from flwr.simulation import run_simulation
 
@@ -24,6 +28,7 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
     # Flower warns that run_simulation is deprecated in favour of `flwr run` (which starts a detached SuperLink and
     # cannot run in-process) and, per experiment, that federated evaluation is off (the study evaluates centrally).
     flwr_logger.setLevel(logging.ERROR)
+    restore_interrupt = _silence_engine_on_interrupt(flwr_logger)
     try:
         run_simulation(
             server_app=server_app,
@@ -36,6 +41,7 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
             },
         )
     finally:
+        restore_interrupt()
         flwr_logger.setLevel(previous_level)
     if len(outcomes) != len(experiments):
         raise RuntimeError(
@@ -48,3 +54,17 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
 def _quiet_engine_notices() -> None:
     """Ray's start-up notice about GPU variables does not apply (no GPU is used), unless the user set it."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+
+
+def _silence_engine_on_interrupt(flwr_logger: logging.Logger) -> Callable[[], None]:
+    """On Ctrl-C, mute Flower's reports of the actors the interrupt killed, then interrupt as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        flwr_logger.setLevel(logging.CRITICAL + 1)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    return lambda: signal.signal(signal.SIGINT, previous)

@@ -17,7 +17,7 @@ from scipy import stats  # noqa: E402
 
 from study.config import DP_ARMS  # noqa: E402
 from study.evaluation import ALL_SITES  # noqa: E402
-from study.results import final_results  # noqa: E402
+from study.results import final_results, format_budget  # noqa: E402
 
 MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP"}
 ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp", "federated-client-dp"]
@@ -56,7 +56,7 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     table["model"] = table["model"].map(MODEL_NAMES)
     table["arm label"] = [
-        arm if np.isnan(eps) else f"{arm} ε={eps:g}" for arm, eps in zip(table["arm"], table["epsilon"])
+        arm if np.isnan(eps) else f"{arm} ε={format_budget(eps)}" for arm, eps in zip(table["arm"], table["epsilon"])
     ]
     return table
 
@@ -97,6 +97,8 @@ def learning_curves(table: pd.DataFrame) -> Figure | None:
             central = reference[(reference["model"] == model) & (reference["metric"] == metric)]["value"]
             if len(central):
                 axis.axhline(central.mean(), color="black", linestyle="--", linewidth=1, label="centralized (final)")
+    for axis in axes.flat:
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     _finish_grid(axes, models, "federated round")
     return Figure(
         "learning_curves", "Learning curves of the federated arms",
@@ -134,7 +136,7 @@ def privacy_utility(table: pd.DataFrame) -> Figure | None:
                     axis.axhline(values.mean(), color=color, linestyle=style, linewidth=1, label=label)
             axis.set_xscale("log")
             axis.set_xlim(min(epsilons) / 1.5, max(epsilons) * 1.5)
-            axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+            axis.set_xticks(epsilons, [format_budget(e) for e in epsilons])
             axis.minorticks_off()
     _finish_grid(axes, models, "privacy budget ε per site, whole run (log scale)")
     return Figure(

@@ -13,7 +13,7 @@ from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
 from study.report.tables import format_estimate, privacy_table, results_table
-from study.results import final_results, summarize
+from study.results import final_results, format_budget, summarize
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("study.report", "templates"),
@@ -52,7 +52,7 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
             sentence += f" Federation costs {100 * (central[1] - federated[1]):.1f} percentage points against pooling."
         strongest = min(config["epsilons"])
         if private := accuracy("federated-dp", strongest):
-            sentence += (f" Protecting every patient record with differential privacy at ε = {strongest:g} per "
+            sentence += (f" Protecting every patient record with differential privacy at ε = {format_budget(strongest)} per "
                          f"hospital, federated training reached {private[0]}.")
         if whole_site := accuracy("federated-client-dp", strongest):
             sentence += f" Protecting each whole hospital at the same ε (client-level DP) reached {whole_site[0]}."

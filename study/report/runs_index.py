@@ -11,7 +11,7 @@ from study.evaluation import ALL_SITES
 from study.report.figures import MODEL_NAMES
 from study.report.html import TEMPLATES
 from study.report.tables import format_estimate
-from study.results import final_results, make_table, summarize
+from study.results import final_results, format_budget, make_table, summarize
 from study.rundir import METADATA_JSON, RESULTS_CSV, write_text_atomically
 
 INDEX_HTML = "index.html"
@@ -42,7 +42,7 @@ def describe_run(run_dir: Path) -> list[dict[str, str]] | None:
             "run": run_dir.name,
             "created": str(metadata.get("created", "")),
             "data": f"{config['dataset']}, {config['sites']} sites ({config['split']})",
-            "budgets ε": " ".join(f"{e:g}" for e in config.get("epsilons", [])),
+            "budgets ε": " ".join(format_budget(e) for e in config.get("epsilons", [])),
             "seeds": str(len(config["seeds"])),
             "model": MODEL_NAMES.get(model, model),
             "federated": _accuracy(summary, model, "federated"),

@@ -8,7 +8,7 @@ import pandas as pd
 
 from study.evaluation import ALL_SITES
 from study.report.figures import ARM_ORDER, MODEL_NAMES
-from study.results import final_results, summarize
+from study.results import final_results, format_budget, summarize
 
 METRIC_LABELS = {"auc": "ROC AUC", "accuracy": "accuracy", "f1": "F1", "brier": "Brier score (lower is better)"}
 
@@ -26,7 +26,7 @@ def format_estimate(mean: float, low: float, high: float, *, percent: bool = Fal
 
 
 def arm_label(arm: str, epsilon: float) -> str:
-    return arm if math.isnan(epsilon) else f"{arm}, ε = {epsilon:g}"
+    return arm if math.isnan(epsilon) else f"{arm}, ε = {format_budget(epsilon)}"
 
 
 def _sorted(summary: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +64,7 @@ def privacy_table(table: pd.DataFrame) -> list[dict[str, str]]:
             {
                 "arm": arm,
                 "model": MODEL_NAMES[model],
-                "target ε": f"{epsilon:g}",
+                "target ε": format_budget(epsilon),
                 "ε spent (max over sites and seeds)": f"{spent['value'].max():.3f}",
                 "ε spent per site (largest over seeds)": ", ".join(f"{site}: {value:.3f}" for site, value in per_site.items()) or "pooled data",
                 "noise multiplier": f"{noise.min():.2f}" if noise.min() == noise.max() else f"{noise.min():.2f}–{noise.max():.2f}",
