@@ -46,6 +46,7 @@ def _run(argv: Sequence[str] | None) -> int:
     # Imported here, not at module level, so that an interrupt while torch and Flower load is handled by main().
     from study.cli import parse, reproduce_command
     from study.config import ConfigError
+    from study.federation.server_app import SiteFailure
     from study.pipeline import preflight, run_study
     from study.report.writer import write_run
     from study.rundir import CACHE_FOLDER, OutputError, prepare_output
@@ -60,7 +61,12 @@ def _run(argv: Sequence[str] | None) -> int:
     progress = ProgressPrinter(args.quiet)
     started = datetime.now(timezone.utc)
     cache_dir = None if args.no_cache else args.output / CACHE_FOLDER
-    results = run_study(config, progress, cache_dir=cache_dir)
+    try:
+        results = run_study(config, progress, cache_dir=cache_dir)
+    except SiteFailure as failure:
+        print(f"{PROG}: error: a site failed during federated training ({failure}); no run folder was written, "
+              "finished results are kept in the cache for the next run", file=sys.stderr)
+        return 1
     run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
     progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, "
              f"{results.reused} reused from the cache")

@@ -21,18 +21,25 @@ from study.privacy import calibrate_noise, epsilon_spent
 Progress = Callable[[str], None]
 
 
+class SiteFailure(RuntimeError):
+    """A site did not return a model in some round; the study never averages over fewer sites than it claims."""
+
+
 class OrderedFedAvg(FedAvg):
-    """FedAvg that sums the sites' float32 updates in site order, not arrival order: same config, same numbers."""
+    """FedAvg that sums the sites' float32 updates in site order, not arrival order (same config, same numbers),
+    and stops when a site fails instead of silently averaging the others."""
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        def site_order(reply: Message) -> tuple[int, int]:
-            if reply.has_error():
-                return (1, 0)
-            return (0, int(reply.content["metrics"]["partition-id"]))
-
-        return super().aggregate_train(server_round, sorted(replies, key=site_order))
+        replies = list(replies)
+        failures = [reply.error.reason for reply in replies if reply.has_error()]
+        if failures or len(replies) < self.min_train_nodes:
+            last_line = ((failures[0] if failures else "").strip().splitlines() or ["no reply"])[-1]
+            raise SiteFailure(f"round {server_round}: {len(replies) - len(failures)} of {self.min_train_nodes} sites "
+                              f"returned a model; first failure: {last_line}")
+        ordered = sorted(replies, key=lambda reply: int(reply.content["metrics"]["partition-id"]))
+        return super().aggregate_train(server_round, ordered)
 
 
 class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
@@ -90,13 +97,24 @@ class FederatedOutcome:
 
 
 def build_server_app(
-    experiments: list[FederatedExperiment], n_sites: int, outcomes: list[FederatedOutcome], progress: Progress
+    experiments: list[FederatedExperiment],
+    n_sites: int,
+    outcomes: list[FederatedOutcome],
+    failures: list[SiteFailure],
+    progress: Progress,
 ) -> ServerApp:
-    """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order."""
+    """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order (or a site's failure
+    to `failures`, which ends the run)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        try:
+            _run_all(grid)
+        except SiteFailure as failure:
+            failures.append(failure)
+
+    def _run_all(grid: Grid) -> None:
         node_ids = _wait_for_sites(grid, n_sites)
         scalers: dict[SplitSpec, Scaler] = {}
         for number, experiment in enumerate(experiments, start=1):

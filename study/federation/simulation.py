@@ -13,7 +13,7 @@ from flwr.simulation import run_simulation
 
 from study.federation.client_app import app as client_app
 from study.federation.protocol import FederatedExperiment
-from study.federation.server_app import FederatedOutcome, Progress, build_server_app
+from study.federation.server_app import FederatedOutcome, Progress, SiteFailure, build_server_app
 
 
 def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress: Progress) -> list[FederatedOutcome]:
@@ -21,7 +21,8 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
     if not experiments:
         return []
     outcomes: list[FederatedOutcome] = []
-    server_app = build_server_app(experiments, n_sites, outcomes, progress)
+    failures: list[SiteFailure] = []
+    server_app = build_server_app(experiments, n_sites, outcomes, failures, progress)
     _quiet_engine_notices()
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
@@ -43,6 +44,8 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
     finally:
         restore_interrupt()
         flwr_logger.setLevel(previous_level)
+    if failures:
+        raise failures[0]
     if len(outcomes) != len(experiments):
         raise RuntimeError(
             f"the federated simulation finished {len(outcomes)} of {len(experiments)} experiments; "
