@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(DEFAULTS, name)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         flags = [option_name(name)] + (["--epsilons"] if name == "epsilons" else [])
-        parser.add_argument(*flags, dest=name, default=None, help=f"{text} (default: {shown})", **kwargs)
+        metavar = {"epsilons": "EPSILON", "seeds": "SEED"}.get(name)
+        parser.add_argument(*flags, dest=name, default=None, metavar=metavar, help=f"{text} (default: {shown})",
+                            **kwargs)
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for run folders (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is")
     parser.add_argument("--no-cache", action="store_true",

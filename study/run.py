@@ -43,16 +43,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    # Imported here, not at module level, so that an interrupt while torch and Flower load is handled by main().
     from study.cli import parse, reproduce_command
     from study.config import ConfigError
+
+    try:
+        config, args = parse(argv)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    # Imported after parsing (so --help is instant) and not at module level, so that an interrupt while torch and
+    # Flower load is handled by main().
     from study.federation.server_app import SiteFailure
     from study.pipeline import preflight, run_study
     from study.report.writer import write_run
     from study.rundir import CACHE_FOLDER, OutputError, prepare_output
 
     try:
-        config, args = parse(argv)
         preflight(config)
         prepare_output(args.output)
     except (ConfigError, OutputError) as error:
