@@ -24,9 +24,14 @@ class SeedData:
     scaler: Scaler
 
 
+def train_settings(config: StudyConfig, epochs: int) -> TrainSettings:
+    """The optimisation settings every arm shares, for a number of passes over the data."""
+    return TrainSettings(epochs, config.batch_size, config.learning_rate, config.max_grad_norm)
+
+
 def whole_run_settings(config: StudyConfig) -> TrainSettings:
     """Centralized and local training see each record as often as federated training does (rounds x local epochs)."""
-    return TrainSettings(config.total_epochs, config.batch_size, config.learning_rate, config.max_grad_norm)
+    return train_settings(config, config.total_epochs)
 
 
 def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: float | None = None) -> list[MetricRow]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from study.arms import SeedData, centralized, local_only
+from study.arms import SeedData, centralized, local_only, train_settings
 from study.cache import ResultCache, Unit
 from study.config import DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
@@ -21,7 +21,7 @@ from study.federation.protocol import FederatedExperiment
 from study.models import build_model
 from study.results import StudyResults, format_budget, make_table
 from study.privacy import calibrate_noise
-from study.training import TrainSettings, batch_plan
+from study.training import batch_plan
 
 if TYPE_CHECKING:
     from study.federation.server_app import FederatedOutcome
@@ -125,7 +125,7 @@ def describe_split(data: SeedData) -> pd.DataFrame:
 
 
 def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment:
-    local = TrainSettings(config.local_epochs, config.batch_size, config.learning_rate, config.max_grad_norm)
+    local = train_settings(config, config.local_epochs)
     return FederatedExperiment(
         arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,

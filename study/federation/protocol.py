@@ -26,7 +26,7 @@ class FederatedExperiment:
     delta: float
     accountant: str
     mlp_hidden: int
-    site_clip_norm: float = 1.0
+    site_clip_norm: float
 
     @property
     def key(self) -> str:
@@ -52,6 +52,7 @@ class FederatedExperiment:
                 "learning-rate": self.local.learning_rate,
                 "max-grad-norm": self.local.max_grad_norm,
                 "mlp-hidden": self.mlp_hidden,
+                "site-clip-norm": self.site_clip_norm,
                 "feature-mean": scaler.mean.tolist(),
                 "feature-scale": scaler.scale.tolist(),
                 **split_to_config(self.split),
@@ -76,6 +77,7 @@ class FederatedExperiment:
             delta=float(config["delta"]),
             accountant=str(config["accountant"]),
             mlp_hidden=int(config["mlp-hidden"]),
+            site_clip_norm=float(config["site-clip-norm"]),
         )
         scaler = Scaler(mean=np.asarray(config["feature-mean"]), scale=np.asarray(config["feature-scale"]))
         return experiment, scaler
