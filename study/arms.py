@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
+from study.audit import Canaries, audit_model, canaries_for, with_canaries
 from study.config import StudyConfig
 from study.data.preprocess import Scaler
 from study.data.sites import Site
@@ -17,11 +19,13 @@ from study.training import PrivateTraining, TrainSettings, batch_plan, fit
 
 @dataclass(frozen=True)
 class SeedData:
-    """The sites of one seed and the scaler the federation's combined statistics give."""
+    """The sites of one seed; the scaler the federation's combined statistics give (non-private arms) and the one
+    from public feature ranges (DP arms: the sites' exact statistics are not released to them)."""
 
     seed: int
     sites: tuple[Site, ...]
     scaler: Scaler
+    public_scaler: Scaler | None
 
 
 def train_settings(config: StudyConfig, epochs: int) -> TrainSettings:
@@ -35,9 +39,15 @@ def whole_run_settings(config: StudyConfig) -> TrainSettings:
 
 
 def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: float | None = None) -> list[MetricRow]:
-    """Train on the pooled training rows of all sites: 'one site that has everything'."""
-    features = np.vstack([data.scaler.transform(site.x_train) for site in data.sites])
-    labels = np.concatenate([site.y_train for site in data.sites])
+    """Train on the pooled training rows of all sites (with the canary site's canaries): 'one site that has
+    everything'."""
+    scaler = data.scaler if epsilon is None else data.public_scaler
+    assert scaler is not None, "preflight refuses DP arms on data without public ranges"
+    canaries = canaries_for(data.sites, config.canaries, data.seed)
+    parts = [with_canaries(scaler.transform(site.x_train), site.y_train, number, canaries)
+             for number, site in enumerate(data.sites)]
+    features = np.vstack([part[0] for part in parts])
+    labels = np.concatenate([part[1] for part in parts])
     model = build_model(model_name, features.shape[1], hidden=config.mlp_hidden, seed=data.seed)
     settings = whole_run_settings(config)
     privacy = None
@@ -48,7 +58,7 @@ def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: f
         )
         privacy = PrivateTraining(noise_multiplier=noise, accountant=config.accountant)
     report = fit(model, features, labels, settings, seed=data.seed, privacy=privacy)
-    rows = evaluate_shared_model(model, data.scaler, data.sites)
+    rows = evaluate_shared_model(model, scaler, data.sites) + audit_rows(model, canaries, config.delta)
     if privacy is not None:
         spent = epsilon_spent(report.privacy_history, delta=config.delta, accountant=config.accountant)
         rows += [(ALL_SITES, "epsilon", spent), (ALL_SITES, "noise_multiplier", privacy.noise_multiplier)]
@@ -58,11 +68,21 @@ def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: f
 def local_only(config: StudyConfig, data: SeedData, model_name: str) -> list[MetricRow]:
     """Each site trains alone, scaled with its own statistics: what a hospital gets without collaborating."""
     settings = whole_run_settings(config)
+    canaries = canaries_for(data.sites, config.canaries, data.seed)
     models, scalers = [], []
     for number, site in enumerate(data.sites):
         scaler = site.train_stats().scaler()
         model = build_model(model_name, site.x_train.shape[1], hidden=config.mlp_hidden, seed=data.seed)
-        fit(model, scaler.transform(site.x_train), site.y_train, settings, seed=data.seed * 1_000_003 + number)
+        features, labels = with_canaries(scaler.transform(site.x_train), site.y_train, number, canaries)
+        fit(model, features, labels, settings, seed=data.seed * 1_000_003 + number)
         models.append(model)
         scalers.append(scaler)
-    return evaluate_site_models(models, scalers, data.sites)
+    audited = audit_rows(models[canaries.site], canaries, config.delta) if canaries else []
+    return evaluate_site_models(models, scalers, data.sites) + audited
+
+
+def audit_rows(model: nn.Module, canaries: Canaries | None, delta: float) -> list[MetricRow]:
+    """The privacy audit of a final model, as result rows (none when the study runs without canaries)."""
+    if canaries is None:
+        return []
+    return [(ALL_SITES, metric, value) for metric, value in audit_model(model, canaries, delta).items()]

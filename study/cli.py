@@ -32,6 +32,8 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "max_grad_norm": ({"type": float}, "DP-SGD per-example clipping norm"),
     "site_clip_norm": ({"type": float}, "client-level DP: clipping norm of each site's model update per round"),
     "mlp_hidden": ({"type": int}, "hidden units of the MLP"),
+    "canaries": ({"type": int}, "canary records for the privacy audit, each trained on with probability 1/2 at the "
+                 "largest site (0: no audit)"),
 }
 
 

@@ -20,7 +20,8 @@ FEDERATED_ARMS = ("federated", "federated-dp", "federated-client-dp")
 
 
 MAX_SEED = 2**31 - 1  # seeds are offset per site and round; scikit-learn takes seeds below 2**32
-MAX_EPSILON = 100.0  # e**100: no meaningful guarantee, and accountants grow slow and unstable there
+MAX_EPSILON = 100.0
+MIN_CANARIES, MAX_CANARIES = 20, 10_000  # fewer than 20 cannot refute any epsilon at 95% confidence  # e**100: no meaningful guarantee, and accountants grow slow and unstable there
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ class StudyConfig:
     max_grad_norm: float = 1.0
     site_clip_norm: float = 1.0
     mlp_hidden: int = 32
+    canaries: int = 64
 
     def __post_init__(self) -> None:
         for name in ("seeds", "models", "arms", "epsilons"):
@@ -135,6 +137,8 @@ def _validate(config: StudyConfig) -> None:
     _require(config.site_clip_norm > 0 and math.isfinite(config.site_clip_norm), "site_clip_norm",
              f"the client-level DP clipping norm must be a positive number, got {config.site_clip_norm}")
     _require(config.mlp_hidden >= 1, "mlp_hidden", f"must be at least 1, got {config.mlp_hidden}")
+    _require(config.canaries == 0 or MIN_CANARIES <= config.canaries <= MAX_CANARIES, "canaries",
+             f"use 0 (no privacy audit) or {MIN_CANARIES} to {MAX_CANARIES} canaries, got {config.canaries}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from study.arms import SeedData, centralized, local_only, train_settings
+from study.arms import SeedData, audit_rows, centralized, local_only, train_settings
+from study.audit import canaries_for
 from study.cache import ResultCache, Unit
 from study.config import DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
-from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats
+from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats, public_scaler
 from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
@@ -84,13 +85,19 @@ def preflight(config: StudyConfig) -> list[SeedData]:
             f"--sites: {config.sites} sites need at least {config.sites * MIN_SITE_ROWS} rows "
             f"({MIN_SITE_ROWS} per site) but {config.dataset} has {n_rows}; use --sites {n_rows // MIN_SITE_ROWS} or fewer"
         )
+    ranged = public_scaler(config.dataset)
+    if config.dp_arms and ranged is None:
+        raise ConfigError(
+            f"--arms: {config.dataset} publishes no feature ranges, which DP arms use for scaling instead of the "
+            "sites' exact statistics; run without DP arms"
+        )
     seeds = []
     for seed in config.seeds:
         try:
             sites = build_sites(split_spec(config, seed))
         except SplitError as error:
             raise ConfigError(str(error)) from None
-        seeds.append(SeedData(seed=seed, sites=sites, scaler=combined_stats(sites).scaler()))
+        seeds.append(SeedData(seed, sites, combined_stats(sites).scaler(), ranged))
     if config.dp_arms:
         _check_budgets(config, seeds[0])
     return seeds
@@ -129,7 +136,7 @@ def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment
     return FederatedExperiment(
         arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
-        mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
+        mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm, canaries=config.canaries,
     )
 
 
@@ -169,7 +176,10 @@ def _federated_records(unit: Unit, outcome: FederatedOutcome) -> list[dict]:
     for round_, state in sorted(outcome.round_states.items()):
         model.load_state_dict(state)
         # Learning curves need all test rows each round; per-site metrics only for the final model.
-        rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=round_ == experiment.rounds)
+        final = round_ == experiment.rounds
+        rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=final)
+        if final:
+            rows += audit_rows(model, canaries_for(sites, experiment.canaries, experiment.seed), experiment.delta)
         records += _records(unit, round_, rows)
     if experiment.epsilon is not None:
         rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]

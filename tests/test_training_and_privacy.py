@@ -4,7 +4,7 @@ import torch
 
 from study.arms import SeedData, centralized
 from study.config import StudyConfig
-from study.data.sites import combined_stats
+from study.data.sites import combined_stats, public_scaler
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent, merge_history
 from study.training import PrivateTraining, TrainSettings, batch_plan, fit
@@ -16,7 +16,7 @@ def _metric(rows, name, site="all"):
 
 @pytest.fixture(scope="module")
 def seed_data(default_sites):
-    return SeedData(seed=0, sites=default_sites, scaler=combined_stats(default_sites).scaler())
+    return SeedData(0, default_sites, combined_stats(default_sites).scaler(), public_scaler("breast-cancer"))
 
 
 def test_centralized_logistic_regression_reaches_published_auc(seed_data):
@@ -39,7 +39,7 @@ def test_calibrated_noise_meets_target_within_tolerance(accountant, target):
     rate, steps = batch_plan(85, 32, 30)
     noise = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=rate, steps=steps, accountant=accountant)
     spent = epsilon_spent([(noise, rate, steps)], delta=1e-5, accountant=accountant)
-    assert target - 0.011 <= spent <= target
+    assert target - 0.01 * min(1.0, target) <= spent <= target
 
 
 @pytest.mark.parametrize(

@@ -39,10 +39,16 @@ class FeatureStats:
 
 @dataclass(frozen=True)
 class Scaler:
-    """Standardization z = (x - mean) / scale."""
+    """z = (x - mean) / scale: standardization, or a fixed map of public ranges onto [-1, 1]."""
 
     mean: np.ndarray
     scale: np.ndarray
+
+    @classmethod
+    def from_ranges(cls, low: np.ndarray, high: np.ndarray) -> Scaler:
+        """Maps [low, high] onto [-1, 1] using no data at all: what DP arms use, so scaling reveals nothing."""
+        half_width = (high - low) / 2
+        return cls(mean=(low + high) / 2, scale=np.where(half_width > 0, half_width, 1.0))
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.mean) / self.scale).astype(np.float32)

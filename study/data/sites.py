@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from study.data.partition import partition_rows
-from study.data.preprocess import FeatureStats
+from study.data.preprocess import FeatureStats, Scaler
 from study.data.sources import load_dataset
 
 
@@ -76,3 +76,9 @@ def _split_site(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, s
 
 def combined_stats(sites: tuple[Site, ...]) -> FeatureStats:
     return FeatureStats.combine(site.train_stats() for site in sites)
+
+
+def public_scaler(dataset: str) -> Scaler | None:
+    """The scaling DP arms use: the dataset's public feature ranges onto [-1, 1]; None if it publishes none."""
+    ranges = load_dataset(dataset).public_ranges
+    return None if ranges is None else Scaler.from_ranges(ranges.low, ranges.high)

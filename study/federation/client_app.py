@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from study.audit import canaries_for, with_canaries
+from study.data.preprocess import Scaler
 from study.data.sites import Site, build_sites
 from study.federation.protocol import FederatedExperiment, split_from_config
 from study.models import build_model
@@ -18,6 +21,12 @@ app = ClientApp()
 def _local_site(config: ConfigRecord, context: Context) -> tuple[int, Site]:
     partition = int(context.node_config["partition-id"])
     return partition, build_sites(split_from_config(config))[partition]
+
+
+def _training_rows(experiment: FederatedExperiment, scaler: Scaler, partition: int, site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """The site's scaled training rows; the canary site adds the canaries the audit will look for."""
+    canaries = canaries_for(build_sites(experiment.split), experiment.canaries, experiment.seed)
+    return with_canaries(scaler.transform(site.x_train), site.y_train, partition, canaries)
 
 
 @app.query()
@@ -44,22 +53,22 @@ def train(msg: Message, context: Context) -> Message:
     experiment, scaler = FederatedExperiment.from_config(config)
     partition, site = _local_site(config, context)
     server_round = int(config["server-round"])
-    features = scaler.transform(site.x_train)
+    features, labels = _training_rows(experiment, scaler, partition, site)
     model = build_model(experiment.model, features.shape[1], hidden=experiment.mlp_hidden, seed=experiment.seed)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     record_level = experiment.epsilon is not None and experiment.arm == "federated-dp"
-    privacy = _site_privacy(experiment, len(site.y_train), context) if record_level else None
+    privacy = _site_privacy(experiment, len(labels), context) if record_level else None
     report = fit(
         model,
         features,
-        site.y_train,
+        labels,
         experiment.local,
         seed=experiment.seed * 1_000_003 + server_round * 1_009 + partition,
         privacy=privacy,
     )
     metrics: dict[str, int | float] = {
         "partition-id": partition,
-        "num-examples": len(site.y_train),
+        "num-examples": len(labels),
         "site-weight": 1,  # client-level DP averages sites with equal weight: its sensitivity analysis needs it
         "steps": report.steps,
     }

@@ -27,6 +27,7 @@ class FederatedExperiment:
     accountant: str
     mlp_hidden: int
     site_clip_norm: float
+    canaries: int
 
     @property
     def key(self) -> str:
@@ -53,6 +54,7 @@ class FederatedExperiment:
                 "max-grad-norm": self.local.max_grad_norm,
                 "mlp-hidden": self.mlp_hidden,
                 "site-clip-norm": self.site_clip_norm,
+                "canaries": self.canaries,
                 "feature-mean": scaler.mean.tolist(),
                 "feature-scale": scaler.scale.tolist(),
                 **split_to_config(self.split),
@@ -78,6 +80,7 @@ class FederatedExperiment:
             accountant=str(config["accountant"]),
             mlp_hidden=int(config["mlp-hidden"]),
             site_clip_norm=float(config["site-clip-norm"]),
+            canaries=int(config["canaries"]),
         )
         scaler = Scaler(mean=np.asarray(config["feature-mean"]), scale=np.asarray(config["feature-scale"]))
         return experiment, scaler

@@ -13,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
 
 from study.data.preprocess import FeatureStats, Scaler
-from study.data.sites import SplitSpec
+from study.data.sites import SplitSpec, public_scaler
 from study.federation.protocol import FederatedExperiment, split_to_config
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent
@@ -116,12 +116,15 @@ def build_server_app(
 
     def _run_all(grid: Grid) -> None:
         node_ids = _wait_for_sites(grid, n_sites)
-        scalers: dict[SplitSpec, Scaler] = {}
+        scalers: dict[tuple[SplitSpec, bool], Scaler] = {}
         for number, experiment in enumerate(experiments, start=1):
-            if experiment.split not in scalers:
-                scalers[experiment.split] = _global_scaler(grid, node_ids, experiment.split)
+            private = experiment.epsilon is not None
+            if (experiment.split, private) not in scalers:
+                scalers[experiment.split, private] = (
+                    _public_scaler(experiment.split) if private else _global_scaler(grid, node_ids, experiment.split)
+                )
             progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}")
-            outcomes.append(_run_experiment(grid, experiment, scalers[experiment.split], n_sites))
+            outcomes.append(_run_experiment(grid, experiment, scalers[experiment.split, private], n_sites))
 
     return app
 
@@ -133,6 +136,14 @@ def _wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[in
             raise TimeoutError(f"only {len(node_ids)} of {n_sites} sites connected within {timeout:.0f} s")
         time.sleep(0.2)
     return node_ids
+
+
+def _public_scaler(split: SplitSpec) -> Scaler:
+    """DP experiments scale with public feature ranges: no statistic of any site is released for them."""
+    scaler = public_scaler(split.dataset)
+    if scaler is None:
+        raise RuntimeError(f"{split.dataset} publishes no feature ranges; DP experiments cannot scale without them")
+    return scaler
 
 
 def _global_scaler(grid: Grid, node_ids: list[int], split: SplitSpec) -> Scaler:
