@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from study.config import ACCOUNTANTS, ARMS, DATASETS, MODELS, SPLITS, ConfigError, StudyConfig, build_config, option_name, read_toml
+from study.config import ACCOUNTANTS, ARMS, CLIENT_CLIPPINGS, DATASETS, MODELS, SPLITS, ConfigError, StudyConfig, build_config, option_name, read_toml
 
 DEFAULTS = StudyConfig()
 
@@ -30,7 +30,9 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "batch_size": ({"type": int}, "batch size (expected batch size under DP-SGD's Poisson sampling)"),
     "learning_rate": ({"type": float}, "SGD learning rate"),
     "max_grad_norm": ({"type": float}, "DP-SGD per-example clipping norm"),
-    "site_clip_norm": ({"type": float}, "client-level DP: clipping norm of each site's model update per round"),
+    "site_clip_norm": ({"type": float}, "client-level DP: clipping norm of each site's model update per round "
+                       "(the starting norm with adaptive clipping)"),
+    "client_clipping": ({"choices": CLIENT_CLIPPINGS}, "client-level DP: Flower's fixed or adaptive server-side clipping"),
     "mlp_hidden": ({"type": int}, "hidden units of the MLP"),
     "canaries": ({"type": int}, "canary records for the privacy audit, each trained on with probability 1/2 at the "
                  "largest site (0: no audit)"),

@@ -13,6 +13,7 @@ DATASETS = ("breast-cancer",)
 MODELS = ("lr", "mlp")
 SPLITS = ("dirichlet", "iid")
 ACCOUNTANTS = ("prv", "rdp")
+CLIENT_CLIPPINGS = ("fixed", "adaptive")
 ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp", "federated-client-dp")
 DEFAULT_ARMS = ARMS[:5]  # client-level DP is opt-in (--arms ... federated-client-dp): it adds a third more time
 DP_ARMS = ("centralized-dp", "federated-dp", "federated-client-dp")
@@ -49,6 +50,7 @@ class StudyConfig:
     learning_rate: float = 0.1
     max_grad_norm: float = 1.0
     site_clip_norm: float = 1.0
+    client_clipping: str = "fixed"
     mlp_hidden: int = 32
     canaries: int = 64
 
@@ -136,6 +138,8 @@ def _validate(config: StudyConfig) -> None:
              f"the DP-SGD clipping norm must be a positive number, got {config.max_grad_norm}")
     _require(config.site_clip_norm > 0 and math.isfinite(config.site_clip_norm), "site_clip_norm",
              f"the client-level DP clipping norm must be a positive number, got {config.site_clip_norm}")
+    _require(config.client_clipping in CLIENT_CLIPPINGS, "client_clipping",
+             f"unknown clipping {config.client_clipping!r}; choose {' or '.join(CLIENT_CLIPPINGS)}")
     _require(config.mlp_hidden >= 1, "mlp_hidden", f"must be at least 1, got {config.mlp_hidden}")
     _require(config.canaries == 0 or MIN_CANARIES <= config.canaries <= MAX_CANARIES, "canaries",
              f"use 0 (no privacy audit) or {MIN_CANARIES} to {MAX_CANARIES} canaries, got {config.canaries}")

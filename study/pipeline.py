@@ -59,7 +59,7 @@ def run_study(
     return StudyResults(
         config=config,
         table=make_table([record for unit in units for record in done[unit]]),
-        split=pd.concat([describe_split(data) for data in seeds]),
+        split=pd.concat([describe_split(data, config.canaries) for data in seeds]),
         seconds=seconds,
         reused=reused,
         trained=len(units) - reused,
@@ -122,12 +122,15 @@ def split_spec(config: StudyConfig, seed: int) -> SplitSpec:
     return SplitSpec(config.dataset, config.sites, config.split, config.alpha, config.test_fraction, seed)
 
 
-def describe_split(data: SeedData) -> pd.DataFrame:
-    """Rows and positives per site and part, for the report's data-split figure."""
+def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
+    """Patient rows and positives per site and part (canaries not counted), and the canaries trained on there."""
+    canaries = canaries_for(data.sites, canary_count, data.seed)
     rows = []
-    for site in data.sites:
+    for number, site in enumerate(data.sites):
+        trained_canaries = int(canaries.included.sum()) if canaries and canaries.site == number else 0
         for part, labels in (("train", site.y_train), ("test", site.y_test)):
-            rows.append({"seed": data.seed, "site": site.name, "part": part, "rows": len(labels), "positives": int(labels.sum())})
+            rows.append({"seed": data.seed, "site": site.name, "part": part, "rows": len(labels),
+                         "positives": int(labels.sum()), "canaries": trained_canaries if part == "train" else 0})
     return pd.DataFrame(rows)
 
 
@@ -136,7 +139,8 @@ def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment
     return FederatedExperiment(
         arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
-        mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm, canaries=config.canaries,
+        mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
+        client_clipping=config.client_clipping, canaries=config.canaries,
     )
 
 

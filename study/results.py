@@ -53,7 +53,8 @@ def summarize(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     grouped = table.groupby(by, dropna=False, sort=False)["value"]
     summary = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     half_width = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1)) * summary["sd"] / np.sqrt(summary["n"])
-    bounded = summary["metric"].isin(METRICS)  # probabilities and rates: an interval never leaves [0, 1]
+    # probabilities and rates: an interval never leaves [0, 1]
+    bounded = summary["metric"].isin(METRICS + ("audit_auc", "audit_tpr_at_1pct_fpr"))
     low, high = summary["mean"] - half_width, summary["mean"] + half_width
     summary["ci_low"] = np.where(summary["n"] > 1, np.where(bounded, low.clip(lower=0.0), low), np.nan)
     summary["ci_high"] = np.where(summary["n"] > 1, np.where(bounded, high.clip(upper=1.0), high), np.nan)

@@ -14,7 +14,8 @@ from study.results import COLUMNS
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ["headline", "results", "learning_curves", "privacy_utility", "per_site", "data_split", "privacy", "reproduce"]
+SECTIONS = ["headline", "results", "learning_curves", "privacy_utility", "privacy_audit", "per_site", "data_split",
+            "privacy", "audit", "reproduce"]
 
 
 SMALL_STUDY = ["--seeds", "0", "--rounds", "3", "--local-epochs", "1", "--epsilon", "2"]
@@ -47,7 +48,7 @@ def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
     runs_index = (reports / "index.html").read_text()
     assert f'href="{run_dir.name}/index.html"' in runs_index
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(
-        f"{name}.png" for name in ["learning_curves", "privacy_utility", "per_site", "data_split"]
+        f"{name}.png" for name in ["learning_curves", "privacy_utility", "privacy_audit", "per_site", "data_split"]
     )
 
 
@@ -57,7 +58,7 @@ def test_report_has_every_section_and_embedded_figures_only(small_run):
     for section in SECTIONS:
         assert f'id="{section}"' in html
     images = re.findall(r'<img src="([^"]{0,40})', html)
-    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in html.replace("http-equiv", "") and "https://" not in html
     assert "Content-Security-Policy" in html
 
@@ -121,3 +122,17 @@ def test_rerender_of_a_damaged_run_folder_fails_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "study.report", str(tmp_path)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_report_warns_when_delta_is_not_below_one_over_the_smallest_site(small_run, tmp_path):
+    reports, _ = small_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(_run_folders(reports)[0], run_dir)
+    assert "is not below 1/n" not in (run_dir / "index.html").read_text()
+    metadata = json.loads((run_dir / "results.json").read_text())
+    metadata["config"]["delta"] = 0.5
+    (run_dir / "results.json").write_text(json.dumps(metadata))
+    done = subprocess.run([sys.executable, "-m", "study.report", str(run_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "is not below 1/n for the smallest site" in " ".join((run_dir / "index.html").read_text().split())

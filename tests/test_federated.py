@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from study.config import StudyConfig
-from study.data.sites import build_sites, combined_stats
+from study.data.sites import build_sites, combined_stats, public_scaler
 from study.evaluation import ALL_SITES
 from study.federation import simulation
 from study.pipeline import run_study, split_spec
@@ -73,13 +73,35 @@ def test_learning_curve_has_every_round(iid_study):
     assert sorted(rounds.tolist()) == list(range(1, config.rounds + 1))
 
 
-def test_federated_scaling_comes_from_site_statistics(iid_study):
-    """The scaler the sites agreed on through Flower equals the pooled-statistics scaler computed in-process."""
+def test_federated_scaling_comes_from_site_statistics_and_dp_scaling_from_public_ranges(iid_study):
+    """The scaler the sites agreed on through Flower equals the pooled-statistics scaler computed in-process; DP
+    experiments never receive the sites' statistics, only the public ranges."""
     config, results = iid_study
-    expected = combined_stats(build_sites(split_spec(config, 0))).scaler()
+    pooled = combined_stats(build_sites(split_spec(config, 0))).scaler()
+    public = public_scaler(config.dataset)
     for outcome in results.outcomes:
+        expected = pooled if outcome.experiment.epsilon is None else public
         np.testing.assert_allclose(outcome.scaler.mean, expected.mean)
         np.testing.assert_allclose(outcome.scaler.scale, expected.scale)
+
+
+def test_every_federated_model_is_audited_and_dp_passes(iid_study):
+    _, results = iid_study
+    final = final_results(results.table)
+    for (arm, epsilon), group in final[final["site"] == ALL_SITES].groupby(["arm", "epsilon"], dropna=False):
+        metrics = dict(zip(group["metric"], group["value"]))
+        assert 0.0 <= metrics["audit_auc"] <= 1.0
+        if arm in ("federated-dp", "federated-client-dp"):
+            assert metrics["audit_epsilon_lower_bound"] <= metrics["epsilon"]
+
+
+def test_adaptive_client_level_clipping_runs_and_is_accounted():
+    config = StudyConfig(split="iid", seeds=(0,), models=("lr",), epsilons=(1.0,), rounds=3,
+                         arms=("federated-client-dp",), client_clipping="adaptive")
+    table = run_study(config).table
+    spent = table[(table["metric"] == "epsilon") & (table["site"] == ALL_SITES)]["value"].item()
+    assert 0.8 <= spent <= 1.0
+    assert final_results(table).query("metric == 'auc' and site == @ALL_SITES")["value"].item() > 0.5
 
 
 def test_client_level_dp_costs_more_accuracy_with_few_sites_than_record_level(iid_study):

@@ -38,3 +38,15 @@ def test_a_failing_site_stops_the_round_instead_of_being_averaged_away():
         strategy.aggregate_train(1, [_Reply(), _Reply(error="Traceback...\nOSError: data file missing")])
     with pytest.raises(SiteFailure, match="1 of 2 sites returned a model; first failure: no reply"):
         strategy.aggregate_train(1, [_Reply()])
+
+
+def test_adaptive_clipping_charges_the_clipped_count_to_the_budget():
+    """Update noise and count noise together must be one Gaussian mechanism of the calibrated multiplier z."""
+    from study.federation.server_app import SeededServerSideAdaptiveClipping
+
+    z = 6.0
+    strategy = SeededServerSideAdaptiveClipping(OrderedFedAvg(), z, 1.0, 5, seed=0)
+    # raw 0/1 bits have sensitivity 1, like one site's clipped update (norm <= clipping norm)
+    combined = (strategy.noise_multiplier**-2 + strategy.clipped_count_stddev**-2) ** -0.5
+    assert combined == pytest.approx(z)
+    assert strategy.noise_multiplier > z

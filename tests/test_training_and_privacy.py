@@ -34,7 +34,7 @@ def test_centralized_dp_spends_close_to_but_not_over_its_budget(seed_data, epsil
 
 
 @pytest.mark.parametrize("accountant", ["rdp", "prv"])
-@pytest.mark.parametrize("target", [0.5, 1.0, 8.0])
+@pytest.mark.parametrize("target", [0.1, 0.5, 1.0, 8.0])
 def test_calibrated_noise_meets_target_within_tolerance(accountant, target):
     rate, steps = batch_plan(85, 32, 30)
     noise = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=rate, steps=steps, accountant=accountant)

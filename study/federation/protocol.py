@@ -27,6 +27,7 @@ class FederatedExperiment:
     accountant: str
     mlp_hidden: int
     site_clip_norm: float
+    client_clipping: str
     canaries: int
 
     @property
@@ -54,6 +55,7 @@ class FederatedExperiment:
                 "max-grad-norm": self.local.max_grad_norm,
                 "mlp-hidden": self.mlp_hidden,
                 "site-clip-norm": self.site_clip_norm,
+                "client-clipping": self.client_clipping,
                 "canaries": self.canaries,
                 "feature-mean": scaler.mean.tolist(),
                 "feature-scale": scaler.scale.tolist(),
@@ -80,6 +82,7 @@ class FederatedExperiment:
             accountant=str(config["accountant"]),
             mlp_hidden=int(config["mlp-hidden"]),
             site_clip_norm=float(config["site-clip-norm"]),
+            client_clipping=str(config["client-clipping"]),
             canaries=int(config["canaries"]),
         )
         scaler = Scaler(mean=np.asarray(config["feature-mean"]), scale=np.asarray(config["feature-scale"]))

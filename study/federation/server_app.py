@@ -10,7 +10,11 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+)
 
 from study.data.preprocess import FeatureStats, Scaler
 from study.data.sites import SplitSpec, public_scaler
@@ -42,14 +46,27 @@ class OrderedFedAvg(FedAvg):
         return super().aggregate_train(server_round, ordered)
 
 
-class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
-    """Flower's client-level DP (server-side fixed clipping): each site's update is clipped to the clipping norm,
-    the clipped models are averaged, and Gaussian noise of std noise_multiplier x clipping_norm / sites is added.
+class _SeededClientLevelDP:
+    """What the study changes in Flower 1.42's server-side clipping wrappers: noise from a seeded generator (Flower
+    draws from numpy's global one), so a config and seed reproduce; and a round without every site stops the run."""
 
-    Two changes to Flower 1.42's implementation: the noise comes from a seeded generator (Flower draws from numpy's
-    global one), so a config and seed reproduce; and a site whose update is exactly zero is left as it is (Flower
-    divides by its zero norm and stops the run).
-    """
+    num_sampled_clients: int
+    generator: np.random.Generator
+
+    def _require_every_site(self, server_round: int, replies: list[Message]) -> None:
+        if len(replies) != self.num_sampled_clients or any(reply.has_error() for reply in replies):
+            raise SiteFailure(f"round {server_round}: {len(replies)} of {self.num_sampled_clients} sites replied "
+                              "without error; client-level DP needs every site")
+
+    def _with_noise(self, arrays: ArrayRecord, std: float) -> ArrayRecord:
+        noisy = [a + self.generator.normal(0.0, std, a.shape).astype(a.dtype) for a in arrays.to_numpy_ndarrays()]
+        return ArrayRecord({k: Array(np.asarray(a)) for k, a in zip(arrays.keys(), noisy, strict=True)})
+
+
+class SeededServerSideClipping(_SeededClientLevelDP, DifferentialPrivacyServerSideFixedClipping):
+    """Flower's client-level DP with fixed clipping: each site's update is clipped to the clipping norm, the clipped
+    models are averaged, and Gaussian noise of std noise_multiplier x clipping_norm / sites is added. A site whose
+    update is exactly zero is left as it is (Flower divides by its zero norm and stops the run)."""
 
     def __init__(self, strategy: FedAvg, noise_multiplier: float, clipping_norm: float, num_sampled_clients: int,
                  *, seed: int) -> None:
@@ -60,9 +77,7 @@ class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
-        if len(replies) != self.num_sampled_clients or any(reply.has_error() for reply in replies):
-            raise RuntimeError(f"round {server_round}: {len(replies)} of {self.num_sampled_clients} sites replied "
-                               "without error; client-level DP needs every site")
+        self._require_every_site(server_round, replies)
         start = self.current_arrays.to_numpy_ndarrays()
         for reply in replies:
             record = reply.content["arrays"]
@@ -71,9 +86,38 @@ class SeededServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
         if arrays is None:
             return None, metrics
-        std = self.noise_multiplier * self.clipping_norm / self.num_sampled_clients
-        noisy = [a + self.generator.normal(0.0, std, a.shape).astype(a.dtype) for a in arrays.to_numpy_ndarrays()]
-        return ArrayRecord({k: Array(np.asarray(a)) for k, a in zip(arrays.keys(), noisy, strict=True)}), metrics
+        return self._with_noise(arrays, self.noise_multiplier * self.clipping_norm / self.num_sampled_clients), metrics
+
+
+class SeededServerSideAdaptiveClipping(_SeededClientLevelDP, DifferentialPrivacyServerSideAdaptiveClipping):
+    """Flower's client-level DP with adaptive clipping (Andrew et al. 2021): the clipping norm follows the target
+    quantile of the sites' update norms, steered by a noisy count of clipped sites.
+
+    The count's noise is part of the privacy cost. Given the total noise multiplier z, Flower raises the update
+    noise to (z^-2 - (2 s)^-2)^-1/2 for a count noise std s, a formula for centred bits (sensitivity 1/2). It counts
+    raw 0/1 bits (sensitivity 1), so the count here gets std 2 s with s = z: the update (multiplier 2z/sqrt 3) and
+    the count (std 2z) together are one Gaussian mechanism of multiplier z per round, accounted as such.
+    """
+
+    def __init__(self, strategy: FedAvg, noise_multiplier: float, initial_clipping_norm: float,
+                 num_sampled_clients: int, *, seed: int) -> None:
+        super().__init__(strategy, noise_multiplier, num_sampled_clients, initial_clipping_norm,
+                         clipped_count_stddev=noise_multiplier)
+        self.clipped_count_stddev = 2 * noise_multiplier
+        self.generator = np.random.default_rng(seed)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        self._require_every_site(server_round, replies)
+        return super().aggregate_train(server_round, replies)
+
+    def _noisy_fraction(self, count: int, total: int) -> float:
+        return float(self.generator.normal(count, self.clipped_count_stddev)) / float(total)
+
+    def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
+        return self._with_noise(aggregated, self.noise_multiplier * self.clipping_norm / self.num_sampled_clients)
 
 
 def _clip_update(model: list[np.ndarray], start: list[np.ndarray], clipping_norm: float) -> list[np.ndarray]:
@@ -182,7 +226,7 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
             outcome.round_states[server_round] = arrays.to_torch_state_dict()
 
     client_level = experiment.arm == "federated-client-dp"
-    strategy: FedAvg | SeededServerSideClipping = OrderedFedAvg(
+    strategy: FedAvg | _SeededClientLevelDP = OrderedFedAvg(
         fraction_train=1.0,
         fraction_evaluate=0.0,
         min_train_nodes=n_sites,
@@ -194,7 +238,8 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
         # Every site takes part in every round (sampling rate 1: no amplification); one noisy average per round.
         noise = calibrate_noise(target_epsilon=experiment.epsilon, delta=experiment.delta, sample_rate=1.0,
                                 steps=experiment.rounds, accountant=experiment.accountant)
-        strategy = SeededServerSideClipping(strategy, noise, experiment.site_clip_norm, n_sites, seed=experiment.seed)
+        wrapper = SeededServerSideAdaptiveClipping if experiment.client_clipping == "adaptive" else SeededServerSideClipping
+        strategy = wrapper(strategy, noise, experiment.site_clip_norm, n_sites, seed=experiment.seed)
     n_features = len(scaler.mean)
     initial = build_model(experiment.model, n_features, hidden=experiment.mlp_hidden, seed=experiment.seed)
     started = time.perf_counter()

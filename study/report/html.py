@@ -9,10 +9,11 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
-from study.report.tables import format_estimate, privacy_table, results_table
+from study.report.tables import audit_table, format_estimate, privacy_table, protection_table, results_table
 from study.results import final_results, format_budget, summarize
 
 TEMPLATES = jinja2.Environment(
@@ -68,13 +69,17 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         headline=headline(table, metadata),
         results=results_table(table),
         privacy=privacy_table(table),
+        protection=protection_table(table, config["arms"], config["delta"], ACCOUNTANT_NAMES[config["accountant"]]),
+        audit=audit_table(table),
+        canary_sentence=_canary_sentence(split),
+        public_ranges=_public_ranges_source(config["dataset"]),
         accountant=ACCOUNTANT_NAMES[config["accountant"]],
         figures=[
             {"name": f.name, "title": f.title, "caption": f.caption, "data": base64.b64encode(f.png).decode("ascii")}
             for f in figures
         ],
         n_rows=int(split[split["seed"] == split["seed"].min()]["rows"].sum()),
-        smallest_site=int(split.groupby(["seed", "site"])["rows"].sum().min()),
+        smallest_site=int(split[split["part"] == "train"]["rows"].min()),
         one_class_sites=_one_class_training_sites(split),
     )
 
@@ -90,3 +95,18 @@ def _one_class_training_sites(split: pd.DataFrame) -> list[str]:
     train = split[split["part"] == "train"]
     single = train[(train["positives"] == 0) | (train["positives"] == train["rows"])]
     return [f"{row.site} of seed {row.seed}" for row in single.itertuples()]
+
+
+def _canary_sentence(split: pd.DataFrame) -> str:
+    """Where the canaries were: 'In each seed, 64 canary records ... site 3 (seed 0), ...'."""
+    if "canaries" not in split:
+        return ""
+    holders = split[split["canaries"] > 0]
+    places = ", ".join(f"{row.site} in seed {row.seed} ({row.canaries} trained on)" for row in holders.itertuples())
+    return (f"Canary records (every scaled feature at +1 or -1, a random label; each trained on with probability 1/2) "
+            f"were added at the largest site of each seed: {places}.")
+
+
+def _public_ranges_source(dataset: str) -> str | None:
+    ranges = load_dataset(dataset).public_ranges
+    return None if ranges is None else ranges.source

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from study.config import DP_ARMS
 from study.evaluation import ALL_SITES
 from study.report.figures import ARM_ORDER, MODEL_NAMES
 from study.results import final_results, format_budget, summarize
@@ -71,3 +72,65 @@ def privacy_table(table: pd.DataFrame) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+# Per arm: what one guarantee covers, who it holds against, and what the arm's feature scaling shares.
+PROTECTION = {
+    "centralized": ("nothing (no formal guarantee)", "—: every site sends its raw rows to whoever holds the pool",
+                    "exact statistics of the pooled training rows"),
+    "local": ("nothing formal; no row or model leaves the site", "— (each site's model is its own)",
+              "exact statistics of the site's own training rows"),
+    "federated": ("nothing formal: raw rows stay at the sites, but model updates can leak them",
+                  "— (the server sees every site's update each round)",
+                  "exact per-site counts, sums and sums of squares, sent to the server"),
+    "centralized-dp": ("one patient record of the pooled training data",
+                       "anyone who sees the final model; not whoever holds the pooled raw data",
+                       "public feature ranges (no statistic of the data)"),
+    "federated-dp": ("one patient record at a site, accounted per site",
+                     "the server, the other sites and anyone who sees any round's model",
+                     "public feature ranges (no site statistic is released)"),
+    "federated-client-dp": ("a whole site: all its patient records at once",
+                            "the other sites and anyone who sees any global model; not the server, which sees each "
+                            "site's unclipped update", "public feature ranges (no site statistic is released)"),
+}
+
+
+def protection_table(table: pd.DataFrame, arms: list[str], delta: float, accountant: str) -> list[dict[str, str]]:
+    """One row per arm: unit protected, against whom, (epsilon, delta) over the whole run, accountant, scaling."""
+    spent = table[(table["metric"] == "epsilon")]
+    rows = []
+    for arm in sorted(arms, key=ARM_ORDER.index):
+        unit, against, scaling = PROTECTION[arm]
+        budgets = spent[spent["arm"] == arm].groupby("epsilon")["value"].max()
+        guarantee = "none" if budgets.empty else "; ".join(
+            f"target {format_budget(target)}: ε ≤ {_epsilon_text(value)}" for target, value in budgets.items()
+        ) + f" (δ = {delta:g}, worst site and seed)"
+        rows.append({"arm": arm, "protects": unit, "against": against, "(ε, δ) over the whole run": guarantee,
+                     "accountant": accountant if arm in DP_ARMS else "—", "feature scaling": scaling})
+    return rows
+
+
+def audit_table(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Per arm, budget and model: claimed epsilon next to what the canary audit could show, over seeds."""
+    audit = final_results(table)
+    audit = audit[audit["site"] == ALL_SITES]
+    rows = []
+    for (arm, epsilon, model), group in _sorted(audit).groupby(["arm", "epsilon", "model"], dropna=False, sort=False):
+        by_metric = group.groupby("metric")["value"]
+        if "audit_auc" not in by_metric.groups:
+            continue
+        claimed = by_metric.max().get("epsilon", math.inf)
+        auc = summarize(group[group["metric"] == "audit_auc"]).iloc[0]
+        rows.append({
+            "arm": arm_label(arm, epsilon),
+            "model": MODEL_NAMES[model],
+            "claimed ε (accountant)": "none (∞)" if math.isinf(claimed) else f"{claimed:.3f}",
+            "empirical ε lower bound (95%, largest over seeds)": f"{by_metric.max()['audit_epsilon_lower_bound']:.2f}",
+            "membership AUC": format_estimate(auc["mean"], auc["ci_low"], auc["ci_high"]),
+            "TPR at ≤ 1% FPR (mean)": f"{by_metric.mean()['audit_tpr_at_1pct_fpr']:.2f}",
+        })
+    return rows
+
+
+def _epsilon_text(value: float) -> str:
+    return "∞ (no noise)" if math.isinf(value) else f"{value:.3f}"
