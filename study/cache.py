@@ -15,8 +15,8 @@ from study.rundir import write_text_atomically
 
 # Config fields every result depends on; DP results also depend on the privacy fields.
 _SHARED_FIELDS = ("dataset", "sites", "split", "alpha", "test_fraction", "rounds", "local_epochs", "batch_size",
-                  "learning_rate", "mlp_hidden")
-_PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm", "site_clip_norm")
+                  "learning_rate", "mlp_hidden", "canaries")
+_PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm", "site_clip_norm", "client_clipping")
 
 
 @dataclass(frozen=True)

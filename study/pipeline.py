@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import torch
 
 from study.arms import SeedData, audit_rows, centralized, local_only, train_settings
 from study.audit import canaries_for
+from study.background import BackgroundWork
 from study.cache import ResultCache, Unit
 from study.config import DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
@@ -21,7 +23,7 @@ from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
 from study.results import StudyResults, format_budget, make_table
-from study.privacy import calibrate_noise
+from study.privacy import MAX_NOISE_MULTIPLIER, epsilon_spent
 from study.training import batch_plan
 
 if TYPE_CHECKING:
@@ -45,17 +47,16 @@ def run_study(
     reused = len(done)
     if reused:
         progress(f"reusing {reused} cached results; training {len(units) - reused}")
-    for data in seeds:
-        for unit in units:
-            if unit.seed == data.seed and unit.arm not in FEDERATED_ARMS and unit not in done:
-                done[unit] = _train_in_process(config, data, unit, progress)
-                cache.store(config, unit, done[unit])
-    in_process_seconds = time.perf_counter() - started
-    for unit, records in _federated_arms(config, [unit for unit in units if unit not in done], progress):
+    # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
+    # wall time waiting on Flower's message polling, so the cores are free for them.
+    in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress))
+    for unit, records in _federated_arms(config, [u for u in units if u.arm in FEDERATED_ARMS and u not in done], progress):
         done[unit] = records
         cache.store(config, unit, records)
-    seconds = {"in_process_arms": in_process_seconds, "total": time.perf_counter() - started}
-    seconds["federated_arms"] = seconds["total"] - in_process_seconds
+    federated_seconds = time.perf_counter() - started
+    in_process_seconds = in_process.result()
+    seconds = {"in_process_arms": in_process_seconds, "federated_arms": federated_seconds,
+               "total": time.perf_counter() - started}
     return StudyResults(
         config=config,
         table=make_table([record for unit in units for record in done[unit]]),
@@ -105,17 +106,18 @@ def preflight(config: StudyConfig) -> list[SeedData]:
 
 def _check_budgets(config: StudyConfig, data: SeedData) -> None:
     """An epsilon the accountant cannot certify at this delta (however much noise) is a config error."""
+    finite = [epsilon for epsilon in config.epsilons if math.isfinite(epsilon)]
+    if not finite:
+        return
     n_rows = sum(len(site.y_train) for site in data.sites)
     sample_rate, steps = batch_plan(n_rows, config.batch_size, config.total_epochs)
-    for epsilon in filter(math.isfinite, config.epsilons):
-        try:
-            calibrate_noise(target_epsilon=epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
-                            accountant=config.accountant)
-        except ValueError:
-            raise ConfigError(
-                f"--epsilon: {format_budget(epsilon)} is below what the {config.accountant.upper()} accountant can certify at "
-                f"delta {config.delta:g}, however much noise is added; use a larger epsilon or a larger --delta"
-            ) from None
+    floor = epsilon_spent([(MAX_NOISE_MULTIPLIER, sample_rate, steps)], delta=config.delta, accountant=config.accountant)
+    if min(finite) < floor:
+        raise ConfigError(
+            f"--epsilon: {format_budget(min(finite))} is below what the {config.accountant.upper()} accountant can "
+            f"certify at delta {config.delta:g} (about {floor:.3g}), however much noise is added; use a larger "
+            "epsilon or a larger --delta"
+        )
 
 
 def split_spec(config: StudyConfig, seed: int) -> SplitSpec:
@@ -151,6 +153,20 @@ def _records(unit: Unit, round_: int | None, rows: list[MetricRow]) -> list[dict
          "metric": metric, "value": value}
         for site, metric, value in rows
     ]
+
+
+def _train_in_process_arms(config: StudyConfig, seeds: list[SeedData], units: list[Unit], done: dict[Unit, list[dict]],
+                           cache: ResultCache, progress: Progress) -> float:
+    """Train (and cache) the centralized and local units not done yet; returns the seconds it took."""
+    started = time.perf_counter()
+    torch.set_num_threads(1)  # tiny models: one thread is as fast, leaves a core to the sites, and is the same everywhere
+    for data in seeds:
+        for unit in units:
+            if unit.seed == data.seed and unit.arm not in FEDERATED_ARMS and unit not in done:
+                records = _train_in_process(config, data, unit, progress)
+                cache.store(config, unit, records)
+                done[unit] = records
+    return time.perf_counter() - started
 
 
 def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress: Progress) -> list[dict]:

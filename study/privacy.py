@@ -21,39 +21,52 @@ ACCOUNTANT_NAMES = {"prv": "PRV (Gopi et al. 2021)", "rdp": "RDP (Mironov 2017)"
 # looser one, and the pinned reference values of the default orders stay as they are).
 HIGH_RDP_ORDERS = [64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024]
 
-MAX_NOISE_MULTIPLIER = 10_000.0
+MAX_NOISE_MULTIPLIER = 10_000.0  # beyond it only the conversion to (epsilon, delta) is left to pay for
 
 
 @lru_cache(maxsize=512)
 def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
-    """The smallest noise multiplier (to 0.01 or 1% of the target, whichever is less) whose whole-run epsilon stays at or below the target.
+    """A noise multiplier whose whole-run epsilon is at most the target and within 0.01 (or 1%, if less) of it.
 
-    Bisection on `epsilon_spent` itself, so calibration and reporting use the same accountant call. An infinite
+    A root search on `epsilon_spent` itself, so calibration and reporting use the same accountant call. An infinite
     target gives noise 0: DP-SGD's clipping and sampling without privacy. Raises ValueError when no noise is
     enough. Cached: sites of equal size share a calibration.
     """
     if math.isinf(target_epsilon):
         return 0.0
 
-    def spent(noise: float) -> float:
-        return epsilon_spent([(noise, sample_rate, steps)], delta=delta, accountant=accountant)
+    def excess(log_noise: float) -> float:
+        """log(epsilon / target): positive means too little noise. Nearly linear in log(noise)."""
+        spent = epsilon_spent([(math.exp(log_noise), sample_rate, steps)], delta=delta, accountant=accountant)
+        return math.log(spent / target_epsilon)
 
-    tolerance = 0.01 * min(1.0, target_epsilon)
-    low, high = 0.0, 1.0
-    while spent(high) > target_epsilon:
-        low, high = high, 2 * high
-        if high > MAX_NOISE_MULTIPLIER:
+    tolerance = math.log(target_epsilon / (target_epsilon - 0.01 * min(1.0, target_epsilon)))
+    # Bracket in log(noise): `low` gives too much epsilon, `high` at most the target.
+    low, high = 0.0, 0.0
+    f_low = f_high = excess(0.0)
+    while f_high > 0:
+        if high >= math.log(MAX_NOISE_MULTIPLIER):
             raise ValueError(f"epsilon {target_epsilon} cannot be certified at delta {delta}")
-    while high - low > 1e-5 * high:
-        middle = (low + high) / 2
-        epsilon = spent(middle)
-        if epsilon <= target_epsilon:
-            high = middle
-            if target_epsilon - epsilon <= tolerance:
-                break
+        low, f_low, high = high, f_high, min(high + math.log(4), math.log(MAX_NOISE_MULTIPLIER))
+        f_high = excess(high)
+    while f_low <= 0:
+        high, f_high, low = low, f_low, low - math.log(4)
+        f_low = excess(low)
+    # Regula falsi with the Illinois fix (halve the value kept at an end chosen twice in a row); stop at the first
+    # point that meets the target within the tolerance. `gap` is the true excess at `high`.
+    gap, side = f_high, 0
+    while -gap > tolerance and high - low > 1e-6:
+        middle = (low * f_high - high * f_low) / (f_high - f_low)
+        f_middle = excess(middle)
+        if f_middle > 0:
+            low, f_low = middle, f_middle
+            f_high = f_high / 2 if side == 1 else f_high
+            side = 1
         else:
-            low = middle
-    return high
+            high, f_high, gap = middle, f_middle, f_middle
+            f_low = f_low / 2 if side == -1 else f_low
+            side = -1
+    return math.exp(high)
 
 
 def epsilon_spent(history: Sequence[HistoryEntry], *, delta: float, accountant: str) -> float:
