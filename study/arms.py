@@ -11,7 +11,7 @@ from study.audit import Canaries, audit_model, canaries_for, with_canaries
 from study.config import StudyConfig
 from study.data.preprocess import Scaler
 from study.data.sites import Site
-from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model, evaluate_site_models
+from study.evaluation import ALL_SITES, Evaluated, MetricRow, evaluate_shared_model, evaluate_site_models
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent
 from study.training import PrivateTraining, TrainSettings, batch_plan, fit
@@ -26,6 +26,7 @@ class SeedData:
     sites: tuple[Site, ...]
     scaler: Scaler
     public_scaler: Scaler | None
+    contrast: SeedData | None = None  # the same seed's IID split, for the contrast arms
 
 
 def train_settings(config: StudyConfig, epochs: int) -> TrainSettings:
@@ -38,7 +39,7 @@ def whole_run_settings(config: StudyConfig) -> TrainSettings:
     return train_settings(config, config.total_epochs)
 
 
-def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: float | None = None) -> list[MetricRow]:
+def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: float | None = None) -> Evaluated:
     """Train on the pooled training rows of all sites (with the canary site's canaries): 'one site that has
     everything'."""
     scaler = data.scaler if epsilon is None else data.public_scaler
@@ -58,14 +59,15 @@ def centralized(config: StudyConfig, data: SeedData, model_name: str, epsilon: f
         )
         privacy = PrivateTraining(noise_multiplier=noise, accountant=config.accountant)
     report = fit(model, features, labels, settings, seed=data.seed, privacy=privacy)
-    rows = evaluate_shared_model(model, scaler, data.sites) + audit_rows(model, canaries, config.delta)
+    evaluated = evaluate_shared_model(model, scaler, data.sites)
+    evaluated.rows += audit_rows(model, canaries, config.delta)
     if privacy is not None:
         spent = epsilon_spent(report.privacy_history, delta=config.delta, accountant=config.accountant)
-        rows += [(ALL_SITES, "epsilon", spent), (ALL_SITES, "noise_multiplier", privacy.noise_multiplier)]
-    return rows
+        evaluated.rows += [(ALL_SITES, "epsilon", spent), (ALL_SITES, "noise_multiplier", privacy.noise_multiplier)]
+    return evaluated
 
 
-def local_only(config: StudyConfig, data: SeedData, model_name: str) -> list[MetricRow]:
+def local_only(config: StudyConfig, data: SeedData, model_name: str) -> Evaluated:
     """Each site trains alone, scaled with its own statistics: what a hospital gets without collaborating."""
     settings = whole_run_settings(config)
     canaries = canaries_for(data.sites, config.canaries, data.seed)
@@ -77,8 +79,9 @@ def local_only(config: StudyConfig, data: SeedData, model_name: str) -> list[Met
         fit(model, features, labels, settings, seed=data.seed * 1_000_003 + number)
         models.append(model)
         scalers.append(scaler)
-    audited = audit_rows(models[canaries.site], canaries, config.delta) if canaries else []
-    return evaluate_site_models(models, scalers, data.sites) + audited
+    evaluated = evaluate_site_models(models, scalers, data.sites)
+    evaluated.rows += audit_rows(models[canaries.site], canaries, config.delta) if canaries else []
+    return evaluated
 
 
 def audit_rows(model: nn.Module, canaries: Canaries | None, delta: float) -> list[MetricRow]:

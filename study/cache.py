@@ -11,6 +11,7 @@ from pathlib import Path
 
 from study.config import StudyConfig
 from study.provenance import versions
+from study.results import UnitResult
 from study.rundir import write_text_atomically
 
 # Config fields every result depends on; DP results also depend on the privacy fields.
@@ -59,17 +60,19 @@ class ResultCache:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
 
-    def load(self, config: StudyConfig, unit: Unit) -> list[dict] | None:
+    def load(self, config: StudyConfig, unit: Unit) -> UnitResult | None:
         if self.folder is None:
             return None
         path = self.folder / f"{unit_key(config, unit)}.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            return UnitResult(stored["records"], stored["predictions"])
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError):
             return None
 
-    def store(self, config: StudyConfig, unit: Unit, records: list[dict]) -> None:
+    def store(self, config: StudyConfig, unit: Unit, result: UnitResult) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(self.folder / f"{unit_key(config, unit)}.json", json.dumps(records))
+        stored = {"records": result.records, "predictions": result.predictions}
+        write_text_atomically(self.folder / f"{unit_key(config, unit)}.json", json.dumps(stored))

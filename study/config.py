@@ -14,10 +14,14 @@ MODELS = ("lr", "mlp")
 SPLITS = ("dirichlet", "iid")
 ACCOUNTANTS = ("prv", "rdp")
 CLIENT_CLIPPINGS = ("fixed", "adaptive")
-ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp", "federated-client-dp")
-DEFAULT_ARMS = ARMS[:5]  # client-level DP is opt-in (--arms ... federated-client-dp): it adds a third more time
+ARMS = ("centralized", "local", "federated", "centralized-dp", "federated-dp", "centralized-iid", "federated-iid",
+        "federated-client-dp")
+DEFAULT_ARMS = ARMS[:7]  # client-level DP is opt-in (--arms ... federated-client-dp): it adds a third more time
 DP_ARMS = ("centralized-dp", "federated-dp", "federated-client-dp")
-FEDERATED_ARMS = ("federated", "federated-dp", "federated-client-dp")
+FEDERATED_ARMS = ("federated", "federated-dp", "federated-iid", "federated-client-dp")
+# Contrast arms: the same training as their base arm, on an IID split of the same data, to show how much the
+# federated-vs-centralized gap depends on how different the sites are. Skipped when the study's split is IID.
+CONTRAST_ARMS = {"centralized-iid": "centralized", "federated-iid": "federated"}
 
 
 MAX_SEED = 2**31 - 1  # seeds are offset per site and round; scikit-learn takes seeds below 2**32

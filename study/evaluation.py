@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -16,17 +17,28 @@ ALL_SITES = "all"
 
 # (site, metric, value)
 MetricRow = tuple[str, str, float]
+# (site, true label, predicted probability) of one test row
+PredictionRow = tuple[str, int, float]
+
+
+@dataclass
+class Evaluated:
+    """What evaluating a final model gives: metric rows, and its prediction for every test row (for ROC and
+    calibration curves)."""
+
+    rows: list[MetricRow]
+    predictions: list[PredictionRow] = field(default_factory=list)
 
 
 def evaluate_shared_model(
     model: nn.Module, scaler: Scaler, sites: Sequence[Site], *, per_site: bool = True
-) -> list[MetricRow]:
+) -> Evaluated:
     """One model (centralized or federated) on all test rows, and on every site's test rows if `per_site`."""
     probabilities = [predict_proba(model, scaler.transform(site.x_test)).numpy() for site in sites]
     return _evaluate(probabilities, sites, per_site=per_site)
 
 
-def evaluate_site_models(models: Sequence[nn.Module], scalers: Sequence[Scaler], sites: Sequence[Site]) -> list[MetricRow]:
+def evaluate_site_models(models: Sequence[nn.Module], scalers: Sequence[Scaler], sites: Sequence[Site]) -> Evaluated:
     """Each site's own model on its own test rows (the local arm); 'all' pools those predictions."""
     return _evaluate(
         [predict_proba(m, s.transform(site.x_test)).numpy() for m, s, site in zip(models, scalers, sites)],
@@ -35,10 +47,15 @@ def evaluate_site_models(models: Sequence[nn.Module], scalers: Sequence[Scaler],
     )
 
 
-def _evaluate(probabilities: list[np.ndarray], sites: Sequence[Site], *, per_site: bool) -> list[MetricRow]:
+def _evaluate(probabilities: list[np.ndarray], sites: Sequence[Site], *, per_site: bool) -> Evaluated:
     rows: list[MetricRow] = []
     for site, site_probabilities in zip(sites, probabilities if per_site else []):
         rows += [(site.name, metric, value) for metric, value in binary_metrics(site.y_test, site_probabilities).items()]
     pooled = binary_metrics(np.concatenate([site.y_test for site in sites]), np.concatenate(probabilities))
     rows += [(ALL_SITES, metric, value) for metric, value in pooled.items()]
-    return rows
+    predictions = [
+        (site.name, int(label), float(probability))
+        for site, site_probabilities in zip(sites, probabilities if per_site else [])
+        for label, probability in zip(site.y_test, site_probabilities)
+    ]
+    return Evaluated(rows, predictions)

@@ -15,14 +15,14 @@ from study.arms import SeedData, audit_rows, centralized, local_only, train_sett
 from study.audit import canaries_for
 from study.background import BackgroundWork
 from study.cache import ResultCache, Unit
-from study.config import DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
+from study.config import CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
 from study.data.partition import MIN_SITE_ROWS
 from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats, public_scaler
 from study.data.sources import load_dataset
-from study.evaluation import ALL_SITES, MetricRow, evaluate_shared_model
+from study.evaluation import ALL_SITES, Evaluated, MetricRow, PredictionRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
-from study.results import StudyResults, format_budget, make_table
+from study.results import StudyResults, UnitResult, format_budget, make_predictions, make_table
 from study.privacy import MAX_NOISE_MULTIPLIER, epsilon_spent
 from study.training import batch_plan
 
@@ -50,16 +50,17 @@ def run_study(
     # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
     # wall time waiting on Flower's message polling, so the cores are free for them.
     in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress))
-    for unit, records in _federated_arms(config, [u for u in units if u.arm in FEDERATED_ARMS and u not in done], progress):
-        done[unit] = records
-        cache.store(config, unit, records)
+    for unit, result in _federated_arms(config, [u for u in units if u.arm in FEDERATED_ARMS and u not in done], progress):
+        done[unit] = result
+        cache.store(config, unit, result)
     federated_seconds = time.perf_counter() - started
     in_process_seconds = in_process.result()
     seconds = {"in_process_arms": in_process_seconds, "federated_arms": federated_seconds,
                "total": time.perf_counter() - started}
     return StudyResults(
         config=config,
-        table=make_table([record for unit in units for record in done[unit]]),
+        table=make_table([record for unit in units for record in done[unit].records]),
+        predictions=make_predictions([row for unit in units for row in done[unit].predictions]),
         split=pd.concat([describe_split(data, config.canaries) for data in seeds]),
         seconds=seconds,
         reused=reused,
@@ -73,6 +74,8 @@ def plan_units(config: StudyConfig) -> list[Unit]:
     for seed in config.seeds:
         for model in config.models:
             for arm in config.arms:
+                if arm in CONTRAST_ARMS and config.split == "iid":
+                    continue  # the study's own split already is the contrast
                 budgets = config.epsilons if arm in DP_ARMS else (None,)
                 units += [Unit(arm, model, seed, epsilon) for epsilon in budgets]
     return units
@@ -92,13 +95,16 @@ def preflight(config: StudyConfig) -> list[SeedData]:
             f"--arms: {config.dataset} publishes no feature ranges, which DP arms use for scaling instead of the "
             "sites' exact statistics; run without DP arms"
         )
+    contrast = any(unit.arm in CONTRAST_ARMS for unit in plan_units(config))
     seeds = []
     for seed in config.seeds:
         try:
             sites = build_sites(split_spec(config, seed))
+            iid_sites = build_sites(split_spec(config, seed, "federated-iid")) if contrast else None
         except SplitError as error:
             raise ConfigError(str(error)) from None
-        seeds.append(SeedData(seed, sites, combined_stats(sites).scaler(), ranged))
+        iid = None if iid_sites is None else SeedData(seed, iid_sites, combined_stats(iid_sites).scaler(), ranged)
+        seeds.append(SeedData(seed, sites, combined_stats(sites).scaler(), ranged, contrast=iid))
     if config.dp_arms:
         _check_budgets(config, seeds[0])
     return seeds
@@ -120,8 +126,10 @@ def _check_budgets(config: StudyConfig, data: SeedData) -> None:
         )
 
 
-def split_spec(config: StudyConfig, seed: int) -> SplitSpec:
-    return SplitSpec(config.dataset, config.sites, config.split, config.alpha, config.test_fraction, seed)
+def split_spec(config: StudyConfig, seed: int, arm: str | None = None) -> SplitSpec:
+    """The sites of a seed: the study's split, or an IID split of the same data for a contrast arm."""
+    split = "iid" if arm in CONTRAST_ARMS else config.split
+    return SplitSpec(config.dataset, config.sites, split, config.alpha, config.test_fraction, seed)
 
 
 def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
@@ -139,7 +147,7 @@ def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
 def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment:
     local = train_settings(config, config.local_epochs)
     return FederatedExperiment(
-        arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed),
+        arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed, unit.arm),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
         mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
         client_clipping=config.client_clipping, canaries=config.canaries,
@@ -155,7 +163,20 @@ def _records(unit: Unit, round_: int | None, rows: list[MetricRow]) -> list[dict
     ]
 
 
-def _train_in_process_arms(config: StudyConfig, seeds: list[SeedData], units: list[Unit], done: dict[Unit, list[dict]],
+def _prediction_records(unit: Unit, predictions: list[PredictionRow]) -> list[dict]:
+    epsilon = np.nan if unit.epsilon is None else unit.epsilon
+    return [
+        {"arm": unit.arm, "model": unit.model, "seed": unit.seed, "epsilon": epsilon, "site": site, "label": label,
+         "probability": probability}
+        for site, label, probability in predictions
+    ]
+
+
+def _unit_result(unit: Unit, evaluated: Evaluated) -> UnitResult:
+    return UnitResult(_records(unit, None, evaluated.rows), _prediction_records(unit, evaluated.predictions))
+
+
+def _train_in_process_arms(config: StudyConfig, seeds: list[SeedData], units: list[Unit], done: dict[Unit, UnitResult],
                            cache: ResultCache, progress: Progress) -> float:
     """Train (and cache) the centralized and local units not done yet; returns the seconds it took."""
     started = time.perf_counter()
@@ -163,21 +184,28 @@ def _train_in_process_arms(config: StudyConfig, seeds: list[SeedData], units: li
     for data in seeds:
         for unit in units:
             if unit.seed == data.seed and unit.arm not in FEDERATED_ARMS and unit not in done:
-                records = _train_in_process(config, data, unit, progress)
-                cache.store(config, unit, records)
-                done[unit] = records
+                result = _train_in_process(config, data, unit, progress)
+                cache.store(config, unit, result)
+                done[unit] = result
     return time.perf_counter() - started
 
 
-def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress: Progress) -> list[dict]:
+def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress: Progress) -> UnitResult:
     budget = "" if unit.epsilon is None else f", epsilon {format_budget(unit.epsilon)}"
     progress(f"{unit.arm} {unit.model}, seed {unit.seed}{budget}")
+    started = time.perf_counter()
     if unit.arm == "local":
-        return _records(unit, None, local_only(config, data, unit.model))
-    return _records(unit, None, centralized(config, data, unit.model, unit.epsilon))
+        evaluated = local_only(config, data, unit.model)
+    elif unit.arm in CONTRAST_ARMS:
+        assert data.contrast is not None, "preflight builds the contrast split when a contrast arm is planned"
+        evaluated = centralized(config, data.contrast, unit.model)
+    else:
+        evaluated = centralized(config, data, unit.model, unit.epsilon)
+    evaluated.rows.append((ALL_SITES, "train_seconds", time.perf_counter() - started))
+    return _unit_result(unit, evaluated)
 
 
-def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) -> Iterator[tuple[Unit, list[dict]]]:
+def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) -> Iterator[tuple[Unit, UnitResult]]:
     if not units:
         return
     from study.federation.simulation import run_federated  # imports Flower and Ray only when needed
@@ -188,22 +216,27 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) 
         yield unit, _federated_records(unit, outcome)
 
 
-def _federated_records(unit: Unit, outcome: FederatedOutcome) -> list[dict]:
+def _federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:
     experiment = outcome.experiment
     sites = build_sites(experiment.split)
     model = build_model(experiment.model, len(outcome.scaler.mean), hidden=experiment.mlp_hidden, seed=experiment.seed)
     records: list[dict] = []
+    predictions: list[dict] = []
     for round_, state in sorted(outcome.round_states.items()):
         model.load_state_dict(state)
-        # Learning curves need all test rows each round; per-site metrics only for the final model.
+        # Learning curves need all test rows each round; per-site metrics and predictions only for the final model.
         final = round_ == experiment.rounds
-        rows = evaluate_shared_model(model, outcome.scaler, sites, per_site=final)
+        evaluated = evaluate_shared_model(model, outcome.scaler, sites, per_site=final)
         if final:
-            rows += audit_rows(model, canaries_for(sites, experiment.canaries, experiment.seed), experiment.delta)
-        records += _records(unit, round_, rows)
+            evaluated.rows += audit_rows(model, canaries_for(sites, experiment.canaries, experiment.seed), experiment.delta)
+            predictions = _prediction_records(unit, evaluated.predictions)
+        evaluated.rows += [(ALL_SITES, "bytes_sent", outcome.bytes_sent[round_]),
+                           (ALL_SITES, "bytes_received", outcome.bytes_received[round_]),
+                           (ALL_SITES, "round_seconds", outcome.round_seconds[round_])]
+        records += _records(unit, round_, evaluated.rows)
     if experiment.epsilon is not None:
         rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
         rows += [(sites[p].name, "noise_multiplier", z) for p, z in sorted(outcome.site_noise.items())]
         rows.append((ALL_SITES, "epsilon", max(outcome.site_epsilons.values())))
         records += _records(unit, experiment.rounds, rows)
-    return records
+    return UnitResult(records, predictions)

@@ -12,7 +12,19 @@ from study.config import StudyConfig
 from study.metrics import METRICS
 
 COLUMNS = ["arm", "model", "seed", "epsilon", "round", "site", "metric", "value"]
+PREDICTION_COLUMNS = ["arm", "model", "seed", "epsilon", "site", "label", "probability"]
+# Wall-clock measurements: real, but not reproducible to the bit like every other metric.
+TIMING_METRICS = ("train_seconds", "round_seconds")
 GROUP = ["arm", "model", "epsilon", "site", "metric"]
+
+
+@dataclass
+class UnitResult:
+    """One arm x model x seed x budget: its metric records (COLUMNS) and its final model's test predictions
+    (PREDICTION_COLUMNS)."""
+
+    records: list[dict]
+    predictions: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -22,6 +34,7 @@ class StudyResults:
     config: StudyConfig
     table: pd.DataFrame
     split: pd.DataFrame
+    predictions: pd.DataFrame = field(default_factory=lambda: make_predictions([]))
     seconds: dict[str, float] = field(default_factory=dict)
     reused: int = 0  # results taken from the cache
     trained: int = 0  # results trained in this run
@@ -39,6 +52,14 @@ def make_table(records: list[dict]) -> pd.DataFrame:
     table["round"] = table["round"].astype("Int64")
     table["value"] = table["value"].astype(float)
     return table
+
+
+def make_predictions(records: list[dict]) -> pd.DataFrame:
+    predictions = pd.DataFrame.from_records(records, columns=PREDICTION_COLUMNS)
+    predictions["epsilon"] = predictions["epsilon"].astype(float)
+    predictions["label"] = predictions["label"].astype(int)
+    predictions["probability"] = predictions["probability"].astype(float)
+    return predictions
 
 
 def final_results(table: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ CACHE_FOLDER = ".cache"
 CONFIG_TOML = "config.toml"
 RESULTS_CSV = "results.csv"
 SPLIT_CSV = "split.csv"
+PREDICTIONS_CSV = "predictions.csv"
 METADATA_JSON = "results.json"
 REPORT_HTML = "index.html"
 

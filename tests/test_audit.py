@@ -16,7 +16,7 @@ from study.pipeline import split_spec
 def _rows(config: StudyConfig, seed: int, model: str, epsilon: float | None) -> dict[str, float]:
     sites = build_sites(split_spec(config, seed))
     data = SeedData(seed, sites, combined_stats(sites).scaler(), public_scaler(config.dataset))
-    return {metric: value for site, metric, value in centralized(config, data, model, epsilon) if site == "all"}
+    return {metric: value for site, metric, value in centralized(config, data, model, epsilon).rows if site == "all"}
 
 
 def test_all_guesses_right_refutes_exactly_the_binomial_tail():
@@ -71,6 +71,6 @@ def test_dp_arms_never_see_the_sites_statistics(default_sites):
     config = StudyConfig(rounds=2, local_epochs=1)
     honest = SeedData(0, default_sites, combined_stats(default_sites).scaler(), public_scaler(config.dataset))
     garbage = SeedData(0, default_sites, combined_stats(default_sites[:1]).scaler(), honest.public_scaler)
-    assert centralized(config, honest, "lr", 3.0) == centralized(config, garbage, "lr", 3.0)
-    assert centralized(config, honest, "lr") != centralized(config, garbage, "lr")
+    assert centralized(config, honest, "lr", 3.0).rows == centralized(config, garbage, "lr", 3.0).rows
+    assert centralized(config, honest, "lr").rows != centralized(config, garbage, "lr").rows
     assert not math.isnan(honest.public_scaler.mean.sum())

@@ -20,13 +20,13 @@ def seed_data(default_sites):
 
 
 def test_centralized_logistic_regression_reaches_published_auc(seed_data):
-    rows = centralized(StudyConfig(), seed_data, "lr")
+    rows = centralized(StudyConfig(), seed_data, "lr").rows
     assert _metric(rows, "auc") >= 0.98
 
 
 @pytest.mark.parametrize("epsilon", [1.0, 3.0])
 def test_centralized_dp_spends_close_to_but_not_over_its_budget(seed_data, epsilon):
-    rows = centralized(StudyConfig(), seed_data, "lr", epsilon)
+    rows = centralized(StudyConfig(), seed_data, "lr", epsilon).rows
     spent = _metric(rows, "epsilon")
     assert 0.8 * epsilon <= spent <= epsilon
     if epsilon == 1.0:

@@ -120,6 +120,11 @@ class SeededServerSideAdaptiveClipping(_SeededClientLevelDP, DifferentialPrivacy
         return self._with_noise(aggregated, self.noise_multiplier * self.clipping_norm / self.num_sampled_clients)
 
 
+def _payload_bytes(arrays: ArrayRecord) -> int:
+    """Bytes of parameter data an ArrayRecord carries in a message (headers excluded)."""
+    return sum(len(array.data) for array in arrays.values())
+
+
 def _clip_update(model: list[np.ndarray], start: list[np.ndarray], clipping_norm: float) -> list[np.ndarray]:
     """The model whose update from `start` has at most the clipping norm (L2 over all parameters)."""
     updates = [m - s for m, s in zip(model, start, strict=True)]
@@ -138,6 +143,10 @@ class FederatedOutcome:
     site_epsilons: dict[int, float] = field(default_factory=dict)
     site_noise: dict[int, float] = field(default_factory=dict)
     seconds: float = 0.0
+    round_seconds: dict[int, float] = field(default_factory=dict)
+    # Payload bytes of model parameters per round: the global model to every site, and the sites' models back.
+    bytes_sent: dict[int, int] = field(default_factory=dict)
+    bytes_received: dict[int, int] = field(default_factory=dict)
 
 
 def build_server_app(
@@ -217,6 +226,7 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
     outcome = FederatedOutcome(experiment=experiment, scaler=scaler)
 
     def collect_site_reports(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+        outcome.bytes_received[len(outcome.bytes_received) + 1] = sum(_payload_bytes(r["arrays"]) for r in records)
         for record in records:
             metrics = record["metrics"]
             if "noise-multiplier" in metrics:
@@ -225,9 +235,17 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
                 outcome.site_epsilons[int(metrics["partition-id"])] = float(metrics["epsilon"])
         return MetricRecord({"sites": len(records)})
 
+    round_started = [time.perf_counter()]
+
     def keep_global_model(server_round: int, arrays: ArrayRecord) -> None:
+        """Called with the initial model (round 0) and after every round: the global model and the round's cost."""
+        now = time.perf_counter()
         if server_round > 0:
             outcome.round_states[server_round] = arrays.to_torch_state_dict()
+            outcome.round_seconds[server_round] = now - round_started[0]
+        if server_round < experiment.rounds:
+            outcome.bytes_sent[server_round + 1] = n_sites * _payload_bytes(arrays)
+        round_started[0] = time.perf_counter()
 
     client_level = experiment.arm == "federated-client-dp"
     strategy: FedAvg | _SeededClientLevelDP = OrderedFedAvg(
