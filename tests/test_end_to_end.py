@@ -5,19 +5,23 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from study.cli import parse
-from study.results import COLUMNS
+from study.models import build_model
+from study.results import COLUMNS, PREDICTION_COLUMNS, TIMING_METRICS
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ["headline", "results", "learning_curves", "privacy_utility", "privacy_audit", "per_site", "data_split",
-            "privacy", "audit", "reproduce"]
+FIGURES = ["learning_curves", "privacy_utility", "privacy_audit", "per_site", "roc", "calibration", "communication",
+           "data_split"]
+SECTIONS = ["headline", "comparison", "results", *FIGURES, "privacy", "audit", "reproduce"]
 
 
+CHROMIUM = "chromium"
 SMALL_STUDY = ["--seeds", "0", "--rounds", "3", "--local-epochs", "1", "--epsilon", "2"]
 
 
@@ -43,13 +47,11 @@ def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
     (run_dir,) = _run_folders(reports)
     assert done.stdout.strip().splitlines()[-1] == str(run_dir / "index.html")
     assert not run_dir.name.startswith(".")
-    for name in ["index.html", "results.csv", "results.json", "split.csv", "config.toml"]:
+    for name in ["index.html", "results.csv", "results.json", "split.csv", "predictions.csv", "config.toml"]:
         assert (run_dir / name).stat().st_size > 0
     runs_index = (reports / "index.html").read_text()
     assert f'href="{run_dir.name}/index.html"' in runs_index
-    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(
-        f"{name}.png" for name in ["learning_curves", "privacy_utility", "privacy_audit", "per_site", "data_split"]
-    )
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(f"{name}.png" for name in FIGURES)
 
 
 def test_report_has_every_section_and_embedded_figures_only(small_run):
@@ -58,7 +60,7 @@ def test_report_has_every_section_and_embedded_figures_only(small_run):
     for section in SECTIONS:
         assert f'id="{section}"' in html
     images = re.findall(r'<img src="([^"]{0,40})', html)
-    assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == len(FIGURES) and all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in html.replace("http-equiv", "") and "https://" not in html
     assert "Content-Security-Policy" in html
 
@@ -68,7 +70,8 @@ def test_results_table_is_long_format_with_every_arm(small_run):
     run_dir = _run_folders(reports)[0]
     table = pd.read_csv(run_dir / "results.csv")
     assert list(table.columns) == COLUMNS
-    assert set(table["arm"]) == {"centralized", "local", "federated", "centralized-dp", "federated-dp"}
+    assert set(table["arm"]) == {"centralized", "local", "federated", "centralized-dp", "federated-dp",
+                                 "centralized-iid", "federated-iid"}
     assert set(table["model"]) == {"lr", "mlp"}
     assert set(table.loc[table["arm"] == "federated", "round"].dropna()) == {1, 2, 3}
     assert table.loc[table["metric"] == "epsilon", "value"].between(1.6, 2.0).all()
@@ -88,7 +91,7 @@ def test_identical_rerun_reuses_every_result(small_run, tmp_path):
     reports, _ = small_run
     shutil.copytree(reports / ".cache", tmp_path / ".cache")
     done = _run_cli(tmp_path)
-    assert "0 results trained, 10 reused" in done.stderr
+    assert "0 results trained, 14 reused" in done.stderr
     assert "Flower simulation" not in done.stderr
     (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"))
@@ -101,8 +104,15 @@ def test_same_config_and_seed_give_identical_numbers(small_run, tmp_path):
                            "--output", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
-    pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"),
+    pd.testing.assert_frame_equal(_untimed(first), _untimed(again), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(first / "predictions.csv"), pd.read_csv(again / "predictions.csv"),
                                   check_exact=True)
+
+
+def _untimed(run_dir):
+    """Every result except wall-clock timings, which are measured, not reproducible."""
+    table = pd.read_csv(run_dir / "results.csv")
+    return table[~table["metric"].isin(TIMING_METRICS)].reset_index(drop=True)
 
 
 def test_rerender_rewrites_the_report_from_saved_results(small_run):
@@ -136,3 +146,53 @@ def test_report_warns_when_delta_is_not_below_one_over_the_smallest_site(small_r
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "is not below 1/n for the smallest site" in " ".join((run_dir / "index.html").read_text().split())
+
+
+def test_measured_communication_and_predictions_are_exported(small_run):
+    reports, _ = small_run
+    run_dir = _run_folders(reports)[0]
+    table = pd.read_csv(run_dir / "results.csv")
+    sent = table[(table["arm"] == "federated") & (table["metric"] == "bytes_sent")]
+    assert len(sent) == 2 * 3  # two models x three rounds
+    lr = build_model("lr", 30, hidden=1, seed=0)
+    parameter_bytes = sum(p.numel() * 4 for p in lr.parameters())
+    lr_sent = sent[sent["model"] == "lr"]["value"]
+    assert (lr_sent >= 5 * parameter_bytes).all() and (lr_sent < 5 * (parameter_bytes + 1000)).all()
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert list(predictions.columns) == PREDICTION_COLUMNS
+    split = pd.read_csv(run_dir / "split.csv")
+    test_rows = split[split["part"] == "test"]["rows"].sum()
+    assert len(predictions[(predictions["arm"] == "federated") & (predictions["model"] == "lr")]) == test_rows
+    html = " ".join((run_dir / "index.html").read_text().split())
+    assert "bytes of raw patient data leave the sites" in html.replace("kB of raw", "bytes of raw")
+
+
+def test_report_in_a_real_browser_loads_offline_without_errors(small_run):
+    """Headless Chromium (Debian's `chromium`, installed by .ci/run): no console error, no request beyond the file
+    itself, every figure decodes, every section is there. Screenshots land in test-artifacts/ to look at."""
+    from playwright.sync_api import sync_playwright
+
+    reports, _ = small_run
+    report = _run_folders(reports)[0] / "index.html"
+    artifacts = Path(__file__).parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            problems, requests = [], []
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(report.as_uri(), wait_until="load")
+            widths = page.eval_on_selector_all("img", "images => images.map(image => image.complete ? image.naturalWidth : 0)")
+            present = page.evaluate("ids => ids.filter(id => document.getElementById(id) !== null)", SECTIONS)
+            page.screenshot(path=artifacts / "report-first-screen.png")
+            page.screenshot(path=artifacts / "report-full.png", full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert [url for url in requests if url != report.as_uri()] == []
+    assert len(widths) == len(FIGURES) and all(width > 0 for width in widths)
+    assert present == SECTIONS

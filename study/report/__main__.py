@@ -13,19 +13,21 @@ import pandas as pd
 from study.cli import OneLineParser
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
-from study.results import make_table
-from study.rundir import METADATA_JSON, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, write_text_atomically
+from study.results import make_predictions, make_table
+from study.rundir import METADATA_JSON, PREDICTIONS_CSV, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, write_text_atomically
 
 PROG = "python -m study.report"
 
 
 def rerender(run_dir: Path) -> Path:
-    """Rewrite RUN_DIR/index.html and RUN_DIR/figures/ from results.csv, split.csv and results.json."""
+    """Rewrite RUN_DIR/index.html and RUN_DIR/figures/ from results.csv, split.csv, predictions.csv and
+    results.json."""
     table = make_table(pd.read_csv(run_dir / RESULTS_CSV).to_dict("records"))
     split = pd.read_csv(run_dir / SPLIT_CSV)
+    predictions = make_predictions(pd.read_csv(run_dir / PREDICTIONS_CSV).to_dict("records"))
     metadata = json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8"))
     metadata.pop("results", None)
-    figures = all_figures(table, split)
+    figures = all_figures(table, split, predictions, metadata)
     html = render(table, split, figures, metadata)
     write_figures(figures, run_dir / "figures")
     return write_text_atomically(run_dir / REPORT_HTML, html)
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineParser(prog=PROG, description="Re-render a run's HTML report and figures from its saved results.")
     parser.add_argument("run_dir", type=Path, help="a folder written by python -m study.run")
     run_dir = parser.parse_args(argv).run_dir
-    missing = [name for name in (RESULTS_CSV, SPLIT_CSV, METADATA_JSON) if not (run_dir / name).is_file()]
+    missing = [name for name in (RESULTS_CSV, SPLIT_CSV, PREDICTIONS_CSV, METADATA_JSON) if not (run_dir / name).is_file()]
     if missing:
         print(f"{PROG}: error: {run_dir} is not a complete run folder (missing {', '.join(missing)}); "
               "give a folder written by python -m study.run", file=sys.stderr)

@@ -15,13 +15,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
 
-from study.config import DP_ARMS  # noqa: E402
+from study.config import CONTRAST_ARMS, DP_ARMS  # noqa: E402
 from study.evaluation import ALL_SITES  # noqa: E402
 from study.results import final_results, format_budget  # noqa: E402
 
 MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP"}
-ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp", "federated-client-dp"]
+ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp", "federated-client-dp",
+             "centralized-iid", "federated-iid"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ def t_interval(values: pd.Series) -> tuple[float, float]:
         return float(values.mean()), float(values.mean())
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return float(max(values.mean() - half, 0.0)), float(min(values.mean() + half, 1.0))
+
+
+def raw_training_bytes(split: pd.DataFrame, n_features: int) -> float:
+    """Bytes of every site's training rows (features and label, float64) for one seed: what pooling moves."""
+    train = split[(split["part"] == "train") & (split["seed"] == split["seed"].min())]
+    return float(train["rows"].sum() * (n_features + 1) * 8)
 
 
 def _png(figure: plt.Figure) -> bytes:
@@ -202,10 +211,11 @@ def data_split(split: pd.DataFrame) -> Figure:
     )
 
 
-def all_figures(table: pd.DataFrame, split: pd.DataFrame) -> list[Figure]:
+def all_figures(table: pd.DataFrame, split: pd.DataFrame, predictions: pd.DataFrame, metadata: dict) -> list[Figure]:
     sns.set_theme(style="whitegrid", context="notebook")
     candidates = [learning_curves(table), privacy_utility(table), privacy_audit(table), per_site_benefit(table, split),
-                  data_split(split)]
+                  roc_curves(predictions), calibration_curves(predictions),
+                  communication(table, raw_training_bytes(split, metadata["n_features"])), data_split(split)]
     return [figure for figure in candidates if figure is not None]
 
 
@@ -253,3 +263,95 @@ def privacy_audit(table: pd.DataFrame) -> Figure | None:
 def _sorted_labels(frame: pd.DataFrame, arm: str) -> list[str]:
     chosen = frame[frame["arm"] == arm].sort_values("epsilon")
     return list(dict.fromkeys(chosen["arm label"]))
+
+
+def _curve_arms(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The arms shown in ROC and calibration plots: every non-private arm, and each DP arm at its smallest budget."""
+    smallest = predictions.groupby("arm")["epsilon"].transform("min")
+    chosen = predictions[predictions["epsilon"].isna() | (predictions["epsilon"] == smallest)]
+    chosen = chosen[~chosen["arm"].isin(CONTRAST_ARMS)]
+    return _labelled(chosen)
+
+
+def roc_curves(predictions: pd.DataFrame) -> Figure | None:
+    if predictions.empty:
+        return None
+    chosen = _curve_arms(predictions)
+    models = list(chosen["model"].unique())
+    figure, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models) + 2.4, 4.2), squeeze=False, sharey=True)
+    for axis, model in zip(axes[0], models):
+        for label in _ordered_labels(chosen):
+            rows = chosen[(chosen["model"] == model) & (chosen["arm label"] == label)]
+            if rows["label"].nunique() == 2 and rows["probability"].notna().all():
+                false_positives, true_positives, _ = roc_curve(rows["label"], rows["probability"])
+                axis.plot(false_positives, true_positives, label=label, linewidth=1.4)
+        axis.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+        axis.set(title=model, xlabel="false-positive rate (benign called malignant)", aspect="equal")
+    axes[0][0].set_ylabel("true-positive rate (malignant found)")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return Figure(
+        "roc", "ROC curves of the final models",
+        "Each line is one arm's final models, with the test rows of all sites and all seeds pooled: how many positive "
+        "cases it finds (up) for how many false alarms (right) as the decision threshold moves. Closer to the top-left "
+        "corner is better; the dotted diagonal is guessing. DP arms are shown at their smallest (most private) budget.",
+        _png(figure),
+    )
+
+
+def calibration_curves(predictions: pd.DataFrame) -> Figure | None:
+    if predictions.empty:
+        return None
+    chosen = _curve_arms(predictions)
+    models = list(chosen["model"].unique())
+    figure, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models) + 2.4, 4.2), squeeze=False, sharey=True)
+    for axis, model in zip(axes[0], models):
+        for label in _ordered_labels(chosen):
+            rows = chosen[(chosen["model"] == model) & (chosen["arm label"] == label)]
+            if rows["label"].nunique() == 2 and rows["probability"].notna().all():
+                observed, predicted = calibration_curve(rows["label"], rows["probability"], n_bins=8, strategy="quantile")
+                axis.plot(predicted, observed, marker="o", markersize=3, label=label, linewidth=1.2)
+        axis.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+        axis.set(title=model, xlabel="predicted probability of malignancy", xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    axes[0][0].set_ylabel("observed share malignant")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return Figure(
+        "calibration", "Calibration: can the predicted risk be taken at face value?",
+        "Test rows of all sites and seeds, grouped into eight bins of equal size by predicted probability: each point "
+        "is a bin's average prediction (right) against the share of its patients who really were malignant (up). On "
+        "the dotted diagonal, a predicted 30% means 30%. Below the diagonal the model overstates the risk; above, it "
+        "understates it.",
+        _png(figure),
+    )
+
+
+def communication(table: pd.DataFrame, raw_bytes: float) -> Figure | None:
+    """Cumulative parameter bytes of the federated arm per round, against the raw data pooling would move."""
+    traffic = table[(table["arm"] == "federated") & table["metric"].isin(["bytes_sent", "bytes_received"])]
+    if traffic.empty:
+        return None
+    per_round = traffic.groupby(["model", "seed", "round"], as_index=False)["value"].sum()
+    per_round = per_round.sort_values("round").assign(
+        cumulative=lambda frame: frame.groupby(["model", "seed"])["value"].cumsum() / 1e3,
+        model=lambda frame: frame["model"].map(MODEL_NAMES),
+    )
+    figure, axis = plt.subplots(figsize=(6.4, 3.8))
+    sns.lineplot(data=per_round, x="round", y="cumulative", hue="model", marker="o", errorbar=None, ax=axis)
+    axis.axhline(raw_bytes / 1e3, color="black", linestyle="--", linewidth=1.2,
+                 label="raw training data, pooled once")
+    axis.set_yscale("log")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set(xlabel="FedAvg round", ylabel="kilobytes moved (log scale)")
+    axis.legend(fontsize=8)
+    return Figure(
+        "communication", "Communication: model updates against pooling the data",
+        "Bytes of serialized model parameters the federation moves, summed over all rounds so far (global model to "
+        "every site, and every site's model back), measured from the messages of the run (message headers excluded), against the bytes of all training rows sent once "
+        "to a central pool (dashed). Logistic regression stays far below pooling; the MLP's larger model crosses it "
+        "after a few rounds on a dataset this small. Larger datasets push the dashed line up; more rounds or larger "
+        "models push the curves up.",
+        _png(figure),
+    )
+
+
+def _ordered_labels(frame: pd.DataFrame) -> list[str]:
+    return [label for arm in ARM_ORDER for label in _sorted_labels(frame, arm)]

@@ -13,7 +13,7 @@ from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
-from study.report.tables import audit_table, format_estimate, privacy_table, protection_table, results_table
+from study.report.tables import audit_table, comparison_table, format_estimate, privacy_table, protection_table, results_table
 from study.results import final_results, format_budget, summarize
 
 TEMPLATES = jinja2.Environment(
@@ -68,6 +68,7 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         config=config,
         headline=headline(table, metadata),
         results=results_table(table),
+        comparison=comparison_table(table, split, metadata),
         privacy=privacy_table(table),
         protection=protection_table(table, config["arms"], config["delta"], ACCOUNTANT_NAMES[config["accountant"]]),
         audit=audit_table(table),

@@ -22,6 +22,7 @@ from study.rundir import (
     CONFIG_TOML,
     METADATA_JSON,
     REPORT_HTML,
+    PREDICTIONS_CSV,
     RESULTS_CSV,
     SPLIT_CSV,
     prepare_output,
@@ -43,6 +44,7 @@ def build_metadata(results: StudyResults, command: str, started: datetime) -> di
         "results_trained": results.trained,
         "results_reused": results.reused,
         "dataset_description": load_dataset(results.config.dataset).description,
+        "n_features": int(load_dataset(results.config.dataset).features.shape[1]),
     }
 
 
@@ -59,21 +61,24 @@ def write_run(results: StudyResults, reports_dir: Path, command: str, started: d
     metadata = build_metadata(results, command, started)
 
     def fill(folder: Path) -> None:
-        write_report_files(folder, results.table, results.split, metadata)
+        write_report_files(folder, results.table, results.split, results.predictions, metadata)
 
     run_dir = write_atomically(reports_dir, metadata["run_id"], fill)
     write_runs_index(reports_dir)
     return run_dir
 
 
-def write_report_files(folder: Path, table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -> None:
+def write_report_files(
+    folder: Path, table: pd.DataFrame, split: pd.DataFrame, predictions: pd.DataFrame, metadata: dict
+) -> None:
     config = {key_name(name): value for name, value in metadata["config"].items()}
     (folder / CONFIG_TOML).write_text(tomli_w.dumps(config), encoding="utf-8")
     table.to_csv(folder / RESULTS_CSV, index=False)
     split.to_csv(folder / SPLIT_CSV, index=False)
+    predictions.to_csv(folder / PREDICTIONS_CSV, index=False)
     document = {**metadata, "results": json_records(table)}
     (folder / METADATA_JSON).write_text(json.dumps(document, indent=1), encoding="utf-8")
-    figures = all_figures(table, split)
+    figures = all_figures(table, split, predictions, metadata)
     write_figures(figures, folder / "figures")
     (folder / REPORT_HTML).write_text(render(table, split, figures, metadata), encoding="utf-8")
 
