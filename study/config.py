@@ -45,7 +45,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     models: tuple[str, ...] = MODELS
     arms: tuple[str, ...] = DEFAULT_ARMS
-    epsilons: tuple[float, ...] = (1.0, 3.0, 8.0)
+    epsilons: tuple[float, ...] = (1.0, 3.0, 8.0, math.inf)
     delta: float = 1e-5
     accountant: str = "rdp"
     rounds: int = 15
