@@ -35,14 +35,15 @@ class Canaries:
 
     @classmethod
     def draw(cls, count: int, n_features: int, site: int, seed: int) -> Canaries:
-        rng = np.random.default_rng([seed, 0xCA9A])
+        """Labels and memberships depend only on the seed; arms whose inputs differ in width share them."""
+        membership = np.random.default_rng([seed, 0xCA9A, 1])
+        corners = np.random.default_rng([seed, 0xCA9A, 2])
         return cls(
             site=site,
-            features=rng.choice([-1.0, 1.0], size=(count, n_features)).astype(np.float32),
-            labels=rng.integers(0, 2, size=count),
-            included=rng.random(count) < 0.5,
+            features=corners.choice([-1.0, 1.0], size=(count, n_features)).astype(np.float32),
+            labels=membership.integers(0, 2, size=count),
+            included=membership.random(count) < 0.5,
         )
-
 
 
 def canary_site(sites: Sequence[Site]) -> int:
@@ -50,10 +51,11 @@ def canary_site(sites: Sequence[Site]) -> int:
     return int(np.argmax([len(site.y_train) for site in sites]))
 
 
-def canaries_for(sites: Sequence[Site], count: int, seed: int) -> Canaries | None:
+def canaries_for(sites: Sequence[Site], count: int, seed: int, width: int) -> Canaries | None:
+    """The seed's canaries for a model input of `width` columns (None without an audit)."""
     if count == 0:
         return None
-    return Canaries.draw(count, sites[0].x_train.shape[1], canary_site(sites), seed)
+    return Canaries.draw(count, width, canary_site(sites), seed)
 
 
 def with_canaries(

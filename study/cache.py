@@ -10,13 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from study.config import StudyConfig
+from study.data.sources import load_dataset, source_of
 from study.provenance import versions
 from study.results import UnitResult
 from study.rundir import write_text_atomically
 
 # Config fields every result depends on; DP results also depend on the privacy fields.
-_SHARED_FIELDS = ("dataset", "sites", "split", "alpha", "test_fraction", "rounds", "local_epochs", "batch_size",
-                  "learning_rate", "mlp_hidden", "canaries")
+_SHARED_FIELDS = ("dataset", "target", "positive", "positive_above", "site_column", "synthetic_rows",
+                  "synthetic_shift", "synthetic_missing", "synthetic_prevalence", "synthetic_seed", "sites", "split",
+                  "alpha", "test_fraction", "rounds", "local_epochs", "batch_size", "learning_rate", "mlp_hidden",
+                  "canaries", "proximal_mu", "server_learning_rate")
 _PRIVACY_FIELDS = ("delta", "accountant", "max_grad_norm", "site_clip_norm", "client_clipping")
 
 
@@ -49,6 +52,7 @@ def unit_key(config: StudyConfig, unit: Unit) -> str:
     described = {
         "unit": [unit.arm, unit.model, unit.seed, None if unit.epsilon is None else repr(unit.epsilon)],
         "config": {name: getattr(config, name) for name in fields},
+        "data": load_dataset(source_of(config)).fingerprint,  # the files' content, wherever they are
         "code": code_fingerprint(),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]

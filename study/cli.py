@@ -8,20 +8,39 @@ import shlex
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from study.config import ACCOUNTANTS, ARMS, CLIENT_CLIPPINGS, DATASETS, MODELS, SPLITS, ConfigError, StudyConfig, build_config, option_name, read_toml
+from study.config import (ACCOUNTANTS, ARMS, CLIENT_CLIPPINGS, DATASETS, MODELS, SPLITS, STRATEGY_ARMS, ConfigError,
+                          StudyConfig, build_config, option_name, read_toml)
 
 DEFAULTS = StudyConfig()
 
 # Field name -> (argparse keyword arguments, help text). Every StudyConfig field has exactly one flag.
 _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
-    "dataset": ({"choices": DATASETS}, "dataset to split into sites (bundled, no download)"),
-    "sites": ({"type": int}, "number of sites (hospitals)"),
-    "split": ({"choices": SPLITS}, "how rows are spread over sites: IID or Dirichlet label skew"),
-    "alpha": ({"type": float}, "Dirichlet concentration: smaller means more label skew"),
+    "dataset": ({"choices": DATASETS}, "breast-cancer (bundled), heart-disease (UCI's four hospitals, downloaded "
+                "once), synthetic-hospitals (generated), csv (your --data file)"),
+    "data": ({"metavar": "PATH.csv"}, "your own table: a CSV with a header row, one row per patient"),
+    "target": ({"metavar": "COLUMN"}, "--data: the outcome column (0/1, or binarized by --positive/--positive-above)"),
+    "positive": ({"metavar": "VALUE"}, "--data: the target value that counts as positive"),
+    "positive_above": ({"type": float, "metavar": "NUMBER"}, "--data: a numeric target is positive above NUMBER"),
+    "site_column": ({"metavar": "COLUMN"}, "--data: the column naming each row's hospital (a natural split)"),
+    "data_dir": ({"metavar": "FOLDER"}, "heart-disease: folder with UCI's processed.*.data files"),
+    "synthetic_rows": ({"type": int}, "synthetic-hospitals: patients in all hospitals together"),
+    "synthetic_shift": ({"type": float}, "synthetic-hospitals: covariate shift between hospitals (0 = none)"),
+    "synthetic_missing": ({"type": float}, "synthetic-hospitals: share of missing values in BMI, labs and smoking"),
+    "synthetic_prevalence": ({"type": float, "nargs": 2, "metavar": ("LOW", "HIGH")},
+                             "synthetic-hospitals: each hospital's prevalence is drawn from LOW to HIGH"),
+    "synthetic_seed": ({"type": int}, "synthetic-hospitals: seed of the generated cohort"),
+    "sites": ({"type": int}, "number of sites (hospitals) of a simulated split, or of synthetic-hospitals"),
+    "split": ({"choices": SPLITS}, "how rows are spread over sites: auto (the data's own sites if it names them, "
+              "else dirichlet), natural, iid, dirichlet (label skew) or quantity (size skew)"),
+    "alpha": ({"type": float}, "Dirichlet concentration of the dirichlet and quantity splits: smaller means more skew"),
     "test_fraction": ({"type": float}, "share of each site's rows held out for testing"),
     "seeds": ({"type": int, "nargs": "+"}, "seeds; each gives its own split and training run"),
     "models": ({"nargs": "+", "choices": MODELS}, "models: lr (logistic regression), mlp"),
     "arms": ({"nargs": "+", "choices": ARMS}, "arms to compare"),
+    "strategies": ({"nargs": "+", "choices": tuple(STRATEGY_ARMS)}, "Flower strategies of the federated arm, compared side by "
+                   "side (DP arms use fedavg)"),
+    "proximal_mu": ({"type": float}, "fedprox: weight mu of the proximal term mu/2 ||w - w_global||^2"),
+    "server_learning_rate": ({"type": float}, "fedadam, fedyogi: the server optimizer's learning rate"),
     "epsilons": ({"type": float, "nargs": "+"}, "privacy budgets (epsilon over the whole run, per site) for DP arms"),
     "delta": ({"type": float}, "delta of the (epsilon, delta) guarantee"),
     "accountant": ({"choices": ACCOUNTANTS}, "Opacus accountant for calibration and reporting"),
@@ -56,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (kwargs, text) in _FLAGS.items():
         default = getattr(DEFAULTS, name)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        flags = [option_name(name)] + (["--epsilons"] if name == "epsilons" else [])
-        metavar = {"epsilons": "EPSILON", "seeds": "SEED"}.get(name)
-        parser.add_argument(*flags, dest=name, default=None, metavar=metavar, help=f"{text} (default: {shown})",
-                            **kwargs)
+        flags = [option_name(name)] + {"epsilons": ["--epsilons"], "strategies": ["--strategies"]}.get(name, [])
+        kwargs = {"metavar": {"epsilons": "EPSILON", "seeds": "SEED"}.get(name), **kwargs}
+        described = f"{text} (default: {shown})" if shown not in ("", None) else text
+        parser.add_argument(*flags, dest=name, default=None, help=described, **kwargs)
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for run folders (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is")
     parser.add_argument("--no-cache", action="store_true",
@@ -80,6 +99,8 @@ def reproduce_command(config: StudyConfig, output: Path) -> str:
     parts = ["python", "-m", "study.run"]
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
+        if value is None or value == "":
+            continue  # unset: the default is the same
         values = value if isinstance(value, tuple) else (value,)
         parts += [option_name(field.name)] + [repr(v) if isinstance(v, float) else str(v) for v in values]
     parts += ["--output", str(output)]

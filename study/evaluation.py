@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
-from study.data.preprocess import Scaler
+from study.data.preprocess import Preprocessor
 from study.data.sites import Site
 from study.metrics import binary_metrics
 from study.models import predict_proba
@@ -31,20 +31,16 @@ class Evaluated:
 
 
 def evaluate_shared_model(
-    model: nn.Module, scaler: Scaler, sites: Sequence[Site], *, per_site: bool = True
+    model: nn.Module, preprocessor: Preprocessor, sites: Sequence[Site], *, per_site: bool = True
 ) -> Evaluated:
     """One model (centralized or federated) on all test rows, and on every site's test rows if `per_site`."""
-    probabilities = [predict_proba(model, scaler.transform(site.x_test)).numpy() for site in sites]
+    probabilities = [predict_proba(model, preprocessor.transform(site.x_test)).numpy() for site in sites]
     return _evaluate(probabilities, sites, per_site=per_site)
 
 
-def evaluate_site_models(models: Sequence[nn.Module], scalers: Sequence[Scaler], sites: Sequence[Site]) -> Evaluated:
-    """Each site's own model on its own test rows (the local arm); 'all' pools those predictions."""
-    return _evaluate(
-        [predict_proba(m, s.transform(site.x_test)).numpy() for m, s, site in zip(models, scalers, sites)],
-        sites,
-        per_site=True,
-    )
+def evaluate_site_predictions(probabilities: list[np.ndarray], sites: Sequence[Site]) -> Evaluated:
+    """Each site's own predictions for its own test rows (the local arm); 'all' pools them."""
+    return _evaluate(probabilities, sites, per_site=True)
 
 
 def _evaluate(probabilities: list[np.ndarray], sites: Sequence[Site], *, per_site: bool) -> Evaluated:

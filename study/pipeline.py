@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -12,13 +13,15 @@ import pandas as pd
 import torch
 
 from study.arms import SeedData, audit_rows, centralized, local_only, train_settings
-from study.audit import canaries_for
+from study.audit import canaries_for, canary_site
 from study.background import BackgroundWork
 from study.cache import ResultCache, Unit
-from study.config import CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, ConfigError, StudyConfig
+from study.config import CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, STRATEGY_ARMS, ConfigError, StudyConfig, strategy_of
 from study.data.partition import MIN_SITE_ROWS
-from study.data.sites import SplitError, SplitSpec, build_sites, combined_stats, public_scaler
-from study.data.sources import load_dataset
+from study.data.sites import (SplitError, SplitSpec, build_sites, federation_preprocessor, public_preprocessor,
+                              resolve_split, schema_of)
+from study.data.sources import load_dataset, source_of
+from study.data.summary import describe_data
 from study.evaluation import ALL_SITES, Evaluated, MetricRow, PredictionRow, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
@@ -65,49 +68,80 @@ def run_study(
         seconds=seconds,
         reused=reused,
         trained=len(units) - reused,
+        data=describe_data(load_dataset(source_of(config)), study_split(config), site_count(config),
+                           seeds[0].preprocessor, seeds[0].public_preprocessor),
     )
 
 
 def plan_units(config: StudyConfig) -> list[Unit]:
     """Every result the config asks for, in report order."""
+    iid = study_split(config) == "iid"
     units = []
     for seed in config.seeds:
         for model in config.models:
             for arm in config.arms:
-                if arm in CONTRAST_ARMS and config.split == "iid":
+                if arm in CONTRAST_ARMS and iid:
                     continue  # the study's own split already is the contrast
+                if arm == "federated":  # one federated arm per strategy, side by side
+                    units += [Unit(STRATEGY_ARMS[strategy], model, seed) for strategy in config.strategies]
+                    continue
                 budgets = config.epsilons if arm in DP_ARMS else (None,)
                 units += [Unit(arm, model, seed, epsilon) for epsilon in budgets]
     return units
 
 
+def study_split(config: StudyConfig) -> str:
+    """The split the study really makes ('auto' resolved against the data)."""
+    try:
+        return resolve_split(source_of(config), config.split)
+    except SplitError as error:
+        raise ConfigError(str(error)) from None
+
+
+def site_count(config: StudyConfig) -> int:
+    """Sites of the study's split: the data's own for a natural split, else --sites."""
+    if study_split(config) == "natural":
+        return len(load_dataset(source_of(config)).site_names)
+    return config.sites
+
+
 def preflight(config: StudyConfig) -> list[SeedData]:
     """Everything that can fail on the data or the budgets fails here, before any training."""
-    n_rows = load_dataset(config.dataset).n_rows
-    if n_rows < config.sites * MIN_SITE_ROWS:
+    source = source_of(config)
+    dataset = load_dataset(source)
+    n_rows, n_sites = dataset.n_rows, site_count(config)
+    if study_split(config) != "natural" and n_rows < n_sites * MIN_SITE_ROWS:
         raise ConfigError(
-            f"--sites: {config.sites} sites need at least {config.sites * MIN_SITE_ROWS} rows "
-            f"({MIN_SITE_ROWS} per site) but {config.dataset} has {n_rows}; use --sites {n_rows // MIN_SITE_ROWS} or fewer"
+            f"--sites: {n_sites} sites need at least {n_sites * MIN_SITE_ROWS} rows "
+            f"({MIN_SITE_ROWS} per site) but {dataset.name} has {n_rows}; use --sites {max(n_rows // MIN_SITE_ROWS, 2)} "
+            "or fewer"
         )
-    ranged = public_scaler(config.dataset)
-    if config.dp_arms and ranged is None:
+    public = public_preprocessor(source)
+    if config.dp_arms and public is None:
         raise ConfigError(
-            f"--arms: {config.dataset} publishes no feature ranges, which DP arms use for scaling instead of the "
-            "sites' exact statistics; run without DP arms"
+            f"--arms: {dataset.name} publishes no feature ranges or categories, which DP arms use instead of the "
+            "sites' exact statistics; leave out the DP arms (centralized-dp, federated-dp, federated-client-dp)"
         )
     contrast = any(unit.arm in CONTRAST_ARMS for unit in plan_units(config))
-    seeds = []
-    for seed in config.seeds:
-        try:
-            sites = build_sites(split_spec(config, seed))
-            iid_sites = build_sites(split_spec(config, seed, "federated-iid")) if contrast else None
-        except SplitError as error:
-            raise ConfigError(str(error)) from None
-        iid = None if iid_sites is None else SeedData(seed, iid_sites, combined_stats(iid_sites).scaler(), ranged)
-        seeds.append(SeedData(seed, sites, combined_stats(sites).scaler(), ranged, contrast=iid))
+    seeds = [seed_data(config, seed, with_contrast=contrast) for seed in config.seeds]
     if config.dp_arms:
         _check_budgets(config, seeds[0])
     return seeds
+
+
+def seed_data(config: StudyConfig, seed: int, *, with_contrast: bool = False) -> SeedData:
+    """The sites of one seed with the federation's and the public preprocessing (and its IID contrast split)."""
+    source = source_of(config)
+    schema, public = schema_of(source), public_preprocessor(source)
+
+    def of(arm: str | None) -> SeedData:
+        try:
+            sites = build_sites(split_spec(config, seed, arm))
+        except SplitError as error:
+            raise ConfigError(str(error)) from None
+        return SeedData(seed, sites, schema, federation_preprocessor(sites, schema), public)
+
+    return dataclasses.replace(of(None), contrast=of("federated-iid") if with_contrast else None)
 
 
 def _check_budgets(config: StudyConfig, data: SeedData) -> None:
@@ -128,16 +162,17 @@ def _check_budgets(config: StudyConfig, data: SeedData) -> None:
 
 def split_spec(config: StudyConfig, seed: int, arm: str | None = None) -> SplitSpec:
     """The sites of a seed: the study's split, or an IID split of the same data for a contrast arm."""
-    split = "iid" if arm in CONTRAST_ARMS else config.split
-    return SplitSpec(config.dataset, config.sites, split, config.alpha, config.test_fraction, seed)
+    split = "iid" if arm in CONTRAST_ARMS else study_split(config)
+    return SplitSpec(source_of(config), site_count(config), split, config.alpha, config.test_fraction, seed)
 
 
 def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
     """Patient rows and positives per site and part (canaries not counted), and the canaries trained on there."""
-    canaries = canaries_for(data.sites, canary_count, data.seed)
+    canaries = canaries_for(data.sites, canary_count, data.seed, data.preprocessor.width)
+    holder = canary_site(data.sites)
     rows = []
     for number, site in enumerate(data.sites):
-        trained_canaries = int(canaries.included.sum()) if canaries and canaries.site == number else 0
+        trained_canaries = int(canaries.included.sum()) if canaries and holder == number else 0
         for part, labels in (("train", site.y_train), ("test", site.y_test)):
             rows.append({"seed": data.seed, "site": site.name, "part": part, "rows": len(labels),
                          "positives": int(labels.sum()), "canaries": trained_canaries if part == "train" else 0})
@@ -150,7 +185,8 @@ def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment
         arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed, unit.arm),
         local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
         mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
-        client_clipping=config.client_clipping, canaries=config.canaries,
+        client_clipping=config.client_clipping, canaries=config.canaries, strategy=strategy_of(unit.arm),
+        proximal_mu=config.proximal_mu, server_learning_rate=config.server_learning_rate,
     )
 
 
@@ -212,23 +248,25 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) 
 
     progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
-    for unit, outcome in zip(units, run_federated(experiments, config.sites, progress)):
+    for unit, outcome in zip(units, run_federated(experiments, site_count(config), progress)):
         yield unit, _federated_records(unit, outcome)
 
 
 def _federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:
     experiment = outcome.experiment
     sites = build_sites(experiment.split)
-    model = build_model(experiment.model, len(outcome.scaler.mean), hidden=experiment.mlp_hidden, seed=experiment.seed)
+    preprocessor = outcome.preprocessor
+    model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
     records: list[dict] = []
     predictions: list[dict] = []
     for round_, state in sorted(outcome.round_states.items()):
         model.load_state_dict(state)
         # Learning curves need all test rows each round; per-site metrics and predictions only for the final model.
         final = round_ == experiment.rounds
-        evaluated = evaluate_shared_model(model, outcome.scaler, sites, per_site=final)
+        evaluated = evaluate_shared_model(model, preprocessor, sites, per_site=final)
         if final:
-            evaluated.rows += audit_rows(model, canaries_for(sites, experiment.canaries, experiment.seed), experiment.delta)
+            canaries = canaries_for(sites, experiment.canaries, experiment.seed, preprocessor.width)
+            evaluated.rows += audit_rows(model, canaries, experiment.delta)
             predictions = _prediction_records(unit, evaluated.predictions)
         evaluated.rows += [(ALL_SITES, "bytes_sent", outcome.bytes_sent[round_]),
                            (ALL_SITES, "bytes_received", outcome.bytes_received[round_]),

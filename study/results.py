@@ -38,6 +38,7 @@ class StudyResults:
     seconds: dict[str, float] = field(default_factory=dict)
     reused: int = 0  # results taken from the cache
     trained: int = 0  # results trained in this run
+    data: dict = field(default_factory=dict)  # study.data.summary.describe_data of the study's data
 
 
 def format_budget(epsilon: float) -> str:

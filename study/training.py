@@ -56,8 +56,14 @@ def fit(
     *,
     seed: int,
     privacy: PrivateTraining | None = None,
+    proximal_mu: float = 0.0,
 ) -> FitReport:
-    """Train `model` in place with binary cross-entropy and SGD; with `privacy`, as DP-SGD with Poisson sampling."""
+    """Train `model` in place with binary cross-entropy and SGD; with `privacy`, as DP-SGD with Poisson sampling.
+
+    With `proximal_mu` (FedProx), the loss adds mu/2 ||w - w_start||^2, pulling the model towards the one it
+    started from (the round's global model)."""
+    if privacy is not None and proximal_mu:
+        raise ValueError("the proximal term is not part of DP-SGD's per-example clipping; use one or the other")
     data = TensorDataset(
         torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.float32)
     )
@@ -82,7 +88,8 @@ def fit(
                 poisson_sampling=True,
                 noise_generator=torch.Generator().manual_seed(seed + 1),
             )
-        steps = _run_epochs(trained_model, loader, optimizer, settings.epochs)
+        anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
+        steps = _run_epochs(trained_model, loader, optimizer, settings.epochs, proximal_mu, anchor)
     sample_rate, _ = batch_plan(len(data), settings.batch_size, settings.epochs)
     if engine is None:
         return FitReport(steps=steps, sample_rate=sample_rate)
@@ -90,7 +97,8 @@ def fit(
     return FitReport(steps=steps, sample_rate=sample_rate, privacy_history=list(engine.accountant.history))
 
 
-def _run_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, epochs: int) -> int:
+def _run_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, epochs: int,
+                proximal_mu: float, anchor: list[torch.Tensor]) -> int:
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     steps = 0
@@ -101,6 +109,8 @@ def _run_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
             # Poisson sampling can draw an empty batch: its step still happens (zero gradient plus DP noise), as
             # the accountant assumes; a zero loss keeps the per-sample-gradient hooks fed without a 0/0.
             loss = loss_fn(outputs, batch_labels) if len(batch_labels) else outputs.sum() * 0.0
+            if proximal_mu:
+                loss = loss + proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
             loss.backward()
             optimizer.step()
             steps += 1

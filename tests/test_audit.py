@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from scipy.special import logit
 
-from study.arms import SeedData, centralized
+import dataclasses
+
+from study.arms import centralized
 from study.audit import _refuted_epsilon, canary_site, canaries_for, epsilon_lower_bound, with_canaries
 from study.config import StudyConfig
-from study.data.sites import build_sites, combined_stats, public_scaler
-from study.pipeline import split_spec
+from study.pipeline import seed_data
 
 
 def _rows(config: StudyConfig, seed: int, model: str, epsilon: float | None) -> dict[str, float]:
-    sites = build_sites(split_spec(config, seed))
-    data = SeedData(seed, sites, combined_stats(sites).scaler(), public_scaler(config.dataset))
+    data = seed_data(config, seed)
     return {metric: value for site, metric, value in centralized(config, data, model, epsilon).rows if site == "all"}
 
 
@@ -37,16 +37,19 @@ def test_random_scores_give_no_bound_and_perfect_scores_a_positive_one():
 
 
 def test_canaries_are_the_same_for_every_arm_and_go_to_the_largest_site(default_sites):
-    first, again = canaries_for(default_sites, 64, seed=0), canaries_for(default_sites, 64, seed=0)
+    first, again = canaries_for(default_sites, 64, seed=0, width=30), canaries_for(default_sites, 64, seed=0, width=30)
     np.testing.assert_array_equal(first.features, again.features)
     np.testing.assert_array_equal(first.included, again.included)
+    wider = canaries_for(default_sites, 64, seed=0, width=40)  # an arm whose inputs are wider: same memberships
+    np.testing.assert_array_equal(first.included, wider.included)
+    np.testing.assert_array_equal(first.labels, wider.labels)
     assert first.site == canary_site(default_sites) == int(np.argmax([len(s.y_train) for s in default_sites]))
-    x, y = default_sites[first.site].x_train, default_sites[first.site].y_train
+    x, y = default_sites[first.site].x_train.to_numpy(np.float32), default_sites[first.site].y_train
     with_x, with_y = with_canaries(x, y, first.site, first)
     assert len(with_y) == len(y) + first.included.sum()
     other = (first.site + 1) % len(default_sites)
     assert with_canaries(x, y, other, first)[0] is x
-    assert canaries_for(default_sites, 0, seed=0) is None
+    assert canaries_for(default_sites, 0, seed=0, width=30) is None
 
 
 def test_audit_has_power_against_a_non_private_model_that_memorizes():
@@ -67,10 +70,12 @@ def test_dp_training_never_shows_more_leakage_than_it_claims(seed, epsilon):
 
 
 def test_dp_arms_never_see_the_sites_statistics(default_sites):
-    """DP arms scale with public ranges: a wrong pooled scaler changes the non-private arm, never the DP one."""
+    """DP arms preprocess with the public schema: wrong pooled statistics change the non-private arm, never the DP
+    one."""
     config = StudyConfig(rounds=2, local_epochs=1)
-    honest = SeedData(0, default_sites, combined_stats(default_sites).scaler(), public_scaler(config.dataset))
-    garbage = SeedData(0, default_sites, combined_stats(default_sites[:1]).scaler(), honest.public_scaler)
+    honest = seed_data(config, 0)
+    wrong = seed_data(dataclasses.replace(config, seeds=(1,)), 1).preprocessor  # another split's statistics
+    garbage = dataclasses.replace(honest, preprocessor=wrong)
     assert centralized(config, honest, "lr", 3.0).rows == centralized(config, garbage, "lr", 3.0).rows
     assert centralized(config, honest, "lr").rows != centralized(config, garbage, "lr").rows
-    assert not math.isnan(honest.public_scaler.mean.sum())
+    assert not math.isnan(honest.public_preprocessor.center.sum())

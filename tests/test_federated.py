@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from study.config import StudyConfig
-from study.data.sites import build_sites, combined_stats, public_scaler
+from study.data.sites import build_sites, federation_preprocessor, public_preprocessor, schema_of
+from study.data.sources import source_of
 from study.evaluation import ALL_SITES
 from study.federation import simulation
 from study.pipeline import run_study, split_spec
@@ -74,15 +75,16 @@ def test_learning_curve_has_every_round(iid_study):
 
 
 def test_federated_scaling_comes_from_site_statistics_and_dp_scaling_from_public_ranges(iid_study):
-    """The scaler the sites agreed on through Flower equals the pooled-statistics scaler computed in-process; DP
+    """The preprocessing the sites agreed on through Flower equals the pooled-statistics one computed in-process; DP
     experiments never receive the sites' statistics, only the public ranges."""
     config, results = iid_study
-    pooled = combined_stats(build_sites(split_spec(config, 0))).scaler()
-    public = public_scaler(config.dataset)
+    source = source_of(config)
+    pooled = federation_preprocessor(build_sites(split_spec(config, 0)), schema_of(source))
+    public = public_preprocessor(source)
     for outcome in results.outcomes:
         expected = pooled if outcome.experiment.epsilon is None else public
-        np.testing.assert_allclose(outcome.scaler.mean, expected.mean)
-        np.testing.assert_allclose(outcome.scaler.scale, expected.scale)
+        np.testing.assert_allclose(outcome.preprocessor.center, expected.center)
+        np.testing.assert_allclose(outcome.preprocessor.scale, expected.scale)
 
 
 def test_every_federated_model_is_audited_and_dp_passes(iid_study):

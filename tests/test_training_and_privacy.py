@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.arms import SeedData, centralized
+from study.arms import centralized
 from study.config import StudyConfig
-from study.data.sites import combined_stats, public_scaler
+from study.pipeline import seed_data as seed_data_of
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent, merge_history
 from study.training import PrivateTraining, TrainSettings, batch_plan, fit
@@ -15,8 +15,8 @@ def _metric(rows, name, site="all"):
 
 
 @pytest.fixture(scope="module")
-def seed_data(default_sites):
-    return SeedData(0, default_sites, combined_stats(default_sites).scaler(), public_scaler("breast-cancer"))
+def seed_data():
+    return seed_data_of(StudyConfig(), 0)
 
 
 def test_centralized_logistic_regression_reaches_published_auc(seed_data):

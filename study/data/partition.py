@@ -1,4 +1,4 @@
-"""Horizontal splits of one table into sites: IID or Dirichlet label skew."""
+"""Horizontal splits of one table into sites: IID, Dirichlet label skew, quantity skew, or the data's own sites."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def partition_rows(labels: np.ndarray, n_sites: int, split: str, alpha: float, s
         return [np.sort(part) for part in np.array_split(rng.permutation(len(labels)), n_sites)]
     if split == "dirichlet":
         return _dirichlet_label_skew(labels, n_sites, alpha, rng)
+    if split == "quantity":
+        return _quantity_skew(len(labels), n_sites, alpha, rng)
     raise ValueError(f"unknown split {split!r}")
 
 
@@ -36,3 +38,19 @@ def _dirichlet_label_skew(labels: np.ndarray, n_sites: int, alpha: float, rng: n
         f"no Dirichlet(alpha={alpha}) split into {n_sites} sites of at least {MIN_SITE_ROWS} rows was found; "
         "use a larger --alpha or fewer --sites"
     )
+
+
+def _quantity_skew(n_rows: int, n_sites: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Sites of very different sizes (shares drawn from Dirichlet(alpha)) with the same case mix in expectation;
+    every site keeps MIN_SITE_ROWS rows and the rest is shared out by the drawn shares."""
+    shares = rng.dirichlet(np.full(n_sites, alpha))
+    spare = n_rows - n_sites * MIN_SITE_ROWS
+    sizes = MIN_SITE_ROWS + np.floor(shares * spare).astype(int)
+    sizes[np.argmax(shares)] += n_rows - sizes.sum()
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.sort(part) for part in np.split(rng.permutation(n_rows), cuts)]
+
+
+def natural_sites(site_labels: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+    """Row indices of each site the data names itself, in the order of `names`."""
+    return [np.flatnonzero(site_labels == name) for name in names]

@@ -6,18 +6,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from study.data.partition import partition_rows
-from study.data.preprocess import FeatureStats, Scaler
-from study.data.sources import load_dataset
+from study.data.partition import natural_sites, partition_rows
+from study.data.preprocess import Preprocessor, Schema, SiteStats
+from study.data.sources import DataSource, load_dataset
+
+SPLITS = ("auto", "natural", "iid", "dirichlet", "quantity")
 
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """What decides the sites' rows: the same spec always gives the same sites."""
+    """What decides the sites' rows: the same spec always gives the same sites. `split` is resolved (never
+    "auto"); a natural split takes its sites from the data and ignores n_sites."""
 
-    dataset: str
+    source: DataSource
     n_sites: int
     split: str
     alpha: float
@@ -27,58 +31,87 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class Site:
-    """One hospital's rows, raw (unscaled) features; test rows never shape training or preprocessing."""
+    """One hospital's rows, raw features; test rows never shape training or preprocessing."""
 
     name: str
-    x_train: np.ndarray
+    x_train: pd.DataFrame
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: pd.DataFrame
     y_test: np.ndarray
 
-    def train_stats(self) -> FeatureStats:
-        return FeatureStats.of_rows(self.x_train)
+    @property
+    def single_class(self) -> bool:
+        """Its training rows hold one class only: alone, it cannot learn to tell the classes apart."""
+        return len(np.unique(self.y_train)) < 2
 
 
 class SplitError(ValueError):
     """The requested sites cannot be made from the data; the message names the option to change."""
 
 
+def resolve_split(source: DataSource, split: str) -> str:
+    """'auto' is the data's own sites when it names them, Dirichlet label skew otherwise."""
+    has_sites = load_dataset(source).site_labels is not None
+    if split == "auto":
+        return "natural" if has_sites else "dirichlet"
+    if split == "natural" and not has_sites:
+        raise SplitError(f"--split: {source.dataset} names no sites; give --site-column or use --split dirichlet, "
+                         "iid or quantity")
+    return split
+
+
+def schema_of(source: DataSource) -> Schema:
+    dataset = load_dataset(source)
+    return Schema(dataset.numeric, dataset.categorical)
+
+
 @lru_cache(maxsize=8)
 def build_sites(spec: SplitSpec) -> tuple[Site, ...]:
     """Split the dataset into sites, then each site into train and test rows (stratified when possible)."""
-    dataset = load_dataset(spec.dataset)
-    features = dataset.features.to_numpy(dtype=np.float64)
-    try:
-        site_rows = partition_rows(dataset.target, spec.n_sites, spec.split, spec.alpha, spec.seed)
-    except ValueError as error:
-        raise SplitError(f"--alpha/--sites: {error}") from None
+    dataset = load_dataset(spec.source)
+    if spec.split == "natural":
+        names = dataset.site_names
+        site_rows = natural_sites(dataset.site_labels, names)
+    else:
+        names = tuple(f"site {number}" for number in range(1, spec.n_sites + 1))
+        try:
+            site_rows = partition_rows(dataset.target, spec.n_sites, spec.split, spec.alpha, spec.seed)
+        except ValueError as error:
+            raise SplitError(f"--alpha/--sites: {error}") from None
     return tuple(
-        _split_site(f"site {number}", features[rows], dataset.target[rows], spec.test_fraction, spec.seed + number)
-        for number, rows in enumerate(site_rows, start=1)
+        _split_site(str(name), dataset.features.iloc[rows].reset_index(drop=True), dataset.target[rows],
+                    spec.test_fraction, spec.seed + number)
+        for number, (name, rows) in enumerate(zip(names, site_rows), start=1)
     )
 
 
-def _split_site(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> Site:
+def _split_site(name: str, x: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: int) -> Site:
     """Stratified when each class can appear on both sides; a plain random split otherwise."""
     n_test = int(np.ceil(test_fraction * len(y)))
     if not 1 <= n_test <= len(y) - 1:
         raise SplitError(
             f"--test-fraction: {test_fraction} leaves {name} ({len(y)} rows) without training or test rows; "
-            "use a value nearer 0.25"
+            "a site needs at least 2 rows, and a value nearer 0.25 keeps both parts"
         )
     counts = np.bincount(y, minlength=2)
     stratified = counts.min() >= 2 and min(n_test, len(y) - n_test) >= 2
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=n_test, random_state=seed, stratify=y if stratified else None
     )
-    return Site(name, x_train, y_train, x_test, y_test)
+    return Site(name, x_train.reset_index(drop=True), y_train, x_test.reset_index(drop=True), y_test)
 
 
-def combined_stats(sites: tuple[Site, ...]) -> FeatureStats:
-    return FeatureStats.combine(site.train_stats() for site in sites)
+def site_stats(site: Site, schema: Schema) -> SiteStats:
+    """What one site sends for shared preprocessing: statistics of its training rows only."""
+    return SiteStats.of_rows(site.x_train, schema)
 
 
-def public_scaler(dataset: str) -> Scaler | None:
-    """The scaling DP arms use: the dataset's public feature ranges onto [-1, 1]; None if it publishes none."""
-    ranges = load_dataset(dataset).public_ranges
-    return None if ranges is None else Scaler.from_ranges(ranges.low, ranges.high)
+def federation_preprocessor(sites: tuple[Site, ...], schema: Schema) -> Preprocessor:
+    """The preprocessing the sites' combined statistics give (what the ServerApp computes from their replies)."""
+    return Preprocessor.from_stats(SiteStats.combine(site_stats(site, schema) for site in sites), schema)
+
+
+def public_preprocessor(source: DataSource) -> Preprocessor | None:
+    """The preprocessing DP arms use: the dataset's public schema; None if it publishes none."""
+    dataset = load_dataset(source)
+    return None if dataset.public is None else Preprocessor.from_public(dataset.public, schema_of(source))

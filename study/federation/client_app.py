@@ -8,8 +8,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from study.audit import canaries_for, with_canaries
-from study.data.preprocess import Scaler
-from study.data.sites import Site, build_sites
+from study.data.preprocess import Preprocessor
+from study.data.sites import Site, build_sites, schema_of, site_stats
 from study.federation.protocol import FederatedExperiment, split_from_config
 from study.models import build_model
 from study.privacy import HistoryEntry, calibrate_noise, epsilon_spent
@@ -23,25 +23,21 @@ def _local_site(config: ConfigRecord, context: Context) -> tuple[int, Site]:
     return partition, build_sites(split_from_config(config))[partition]
 
 
-def _training_rows(experiment: FederatedExperiment, scaler: Scaler, partition: int, site: Site) -> tuple[np.ndarray, np.ndarray]:
-    """The site's scaled training rows; the canary site adds the canaries the audit will look for."""
-    canaries = canaries_for(build_sites(experiment.split), experiment.canaries, experiment.seed)
-    return with_canaries(scaler.transform(site.x_train), site.y_train, partition, canaries)
+def _training_rows(experiment: FederatedExperiment, preprocessor: Preprocessor, partition: int,
+                   site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """The site's preprocessed training rows; the canary site adds the canaries the audit will look for."""
+    canaries = canaries_for(build_sites(experiment.split), experiment.canaries, experiment.seed, preprocessor.width)
+    return with_canaries(preprocessor.transform(site.x_train), site.y_train, partition, canaries)
 
 
 @app.query()
 def site_statistics(msg: Message, context: Context) -> Message:
-    """Counts, sums and sums of squares of the site's training rows: what the server needs for global scaling."""
-    partition, site = _local_site(msg.content["config"], context)
-    stats = site.train_stats()
-    reply = MetricRecord(
-        {
-            "partition-id": partition,
-            "count": stats.count,
-            "sums": stats.sums.tolist(),
-            "sums-of-squares": stats.sums_of_squares.tolist(),
-        }
-    )
+    """Counts, sums, sums of squares and category counts of the site's training rows: what the server needs for
+    the federation's shared preprocessing."""
+    config = msg.content["config"]
+    partition, site = _local_site(config, context)
+    stats = site_stats(site, schema_of(split_from_config(config).source))
+    reply = ConfigRecord({"partition-id": partition, "stats": stats.to_json()})
     return Message(RecordDict({"stats": reply}), reply_to=msg)
 
 
@@ -50,11 +46,11 @@ def train(msg: Message, context: Context) -> Message:
     """Local training for one round; DP sites also report their privacy loss over all rounds so far."""
     torch.set_num_threads(1)
     config = msg.content["config"]
-    experiment, scaler = FederatedExperiment.from_config(config)
+    experiment, preprocessor = FederatedExperiment.from_config(config)
     partition, site = _local_site(config, context)
     server_round = int(config["server-round"])
-    features, labels = _training_rows(experiment, scaler, partition, site)
-    model = build_model(experiment.model, features.shape[1], hidden=experiment.mlp_hidden, seed=experiment.seed)
+    features, labels = _training_rows(experiment, preprocessor, partition, site)
+    model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     record_level = experiment.epsilon is not None and experiment.arm == "federated-dp"
     privacy = _site_privacy(experiment, len(labels), context) if record_level else None
@@ -65,6 +61,7 @@ def train(msg: Message, context: Context) -> Message:
         experiment.local,
         seed=experiment.seed * 1_000_003 + server_round * 1_009 + partition,
         privacy=privacy,
+        proximal_mu=experiment.proximal_mu,
     )
     metrics: dict[str, int | float] = {
         "partition-id": partition,

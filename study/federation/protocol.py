@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
-import numpy as np
 from flwr.app import ConfigRecord
 
-from study.data.preprocess import Scaler
+from study.data.preprocess import Preprocessor
 from study.data.sites import SplitSpec
+from study.data.sources import DataSource
 from study.training import TrainSettings
 
 
@@ -29,6 +31,9 @@ class FederatedExperiment:
     site_clip_norm: float
     client_clipping: str
     canaries: int
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.0
+    server_learning_rate: float = 0.1
 
     @property
     def key(self) -> str:
@@ -36,7 +41,7 @@ class FederatedExperiment:
         budget = "non-private" if self.epsilon is None else f"eps={self.epsilon!r}"
         return f"{self.arm}/{self.model}/seed={self.seed}/{budget}"
 
-    def to_config(self, scaler: Scaler) -> ConfigRecord:
+    def to_config(self, preprocessor: Preprocessor) -> ConfigRecord:
         """A fresh record per experiment: Flower adds keys (such as server-round) to the record it sends."""
         return ConfigRecord(
             {
@@ -57,14 +62,15 @@ class FederatedExperiment:
                 "site-clip-norm": self.site_clip_norm,
                 "client-clipping": self.client_clipping,
                 "canaries": self.canaries,
-                "feature-mean": scaler.mean.tolist(),
-                "feature-scale": scaler.scale.tolist(),
+                "strategy": self.strategy,
+                "server-learning-rate": self.server_learning_rate,
+                "preprocessor": preprocessor.to_json(),
                 **split_to_config(self.split),
             }
         )
 
     @classmethod
-    def from_config(cls, config: ConfigRecord) -> tuple[FederatedExperiment, Scaler]:
+    def from_config(cls, config: ConfigRecord) -> tuple[FederatedExperiment, Preprocessor]:
         experiment = cls(
             arm=str(config["arm"]),
             model=str(config["model"]),
@@ -84,14 +90,17 @@ class FederatedExperiment:
             site_clip_norm=float(config["site-clip-norm"]),
             client_clipping=str(config["client-clipping"]),
             canaries=int(config["canaries"]),
+            strategy=str(config["strategy"]),
+            # FedProx puts its mu into the record it sends; every other strategy trains without the proximal term.
+            proximal_mu=float(config.get("proximal-mu", 0.0)),
+            server_learning_rate=float(config["server-learning-rate"]),
         )
-        scaler = Scaler(mean=np.asarray(config["feature-mean"]), scale=np.asarray(config["feature-scale"]))
-        return experiment, scaler
+        return experiment, Preprocessor.from_json(str(config["preprocessor"]))
 
 
 def split_to_config(split: SplitSpec) -> dict[str, str | int | float]:
     return {
-        "dataset": split.dataset,
+        "data-source": json.dumps(dataclasses.asdict(split.source)),
         "num-sites": split.n_sites,
         "split": split.split,
         "alpha": split.alpha,
@@ -101,8 +110,10 @@ def split_to_config(split: SplitSpec) -> dict[str, str | int | float]:
 
 
 def split_from_config(config: ConfigRecord) -> SplitSpec:
+    source = json.loads(str(config["data-source"]))
+    source["synthetic_prevalence"] = tuple(source["synthetic_prevalence"])
     return SplitSpec(
-        dataset=str(config["dataset"]),
+        source=DataSource(**source),
         n_sites=int(config["num-sites"]),
         split=str(config["split"]),
         alpha=float(config["alpha"]),

@@ -13,11 +13,14 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
     FedAvg,
+    FedProx,
+    FedYogi,
 )
 
-from study.data.preprocess import FeatureStats, Scaler
-from study.data.sites import SplitSpec, public_scaler
+from study.data.preprocess import Preprocessor, SiteStats
+from study.data.sites import SplitSpec, public_preprocessor, schema_of
 from study.federation.protocol import FederatedExperiment, split_to_config
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent
@@ -29,9 +32,11 @@ class SiteFailure(RuntimeError):
     """A site did not return a model in some round; the study never averages over fewer sites than it claims."""
 
 
-class OrderedFedAvg(FedAvg):
-    """FedAvg that sums the sites' float32 updates in site order, not arrival order (same config, same numbers),
-    and stops when a site fails instead of silently averaging the others."""
+class SiteOrdered:
+    """What the study changes in Flower's strategies: the sites' float32 updates are summed in site order, not
+    arrival order (same config, same numbers), and a failing site stops the run instead of being averaged away."""
+
+    min_train_nodes: int
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -43,7 +48,23 @@ class OrderedFedAvg(FedAvg):
             raise SiteFailure(f"round {server_round}: {len(replies) - len(failures)} of {self.min_train_nodes} sites "
                               f"returned a model; first failure: {last_line}")
         ordered = sorted(replies, key=lambda reply: int(reply.content["metrics"]["partition-id"]))
-        return super().aggregate_train(server_round, ordered)
+        return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+
+
+class OrderedFedAvg(SiteOrdered, FedAvg):
+    """FedAvg: the sites' models averaged, weighted by their training rows."""
+
+
+class OrderedFedProx(SiteOrdered, FedProx):
+    """FedProx: FedAvg whose sites add a proximal term mu/2 ||w - w_global||^2 to their loss (mu sent by Flower)."""
+
+
+class OrderedFedAdam(SiteOrdered, FedAdam):
+    """FedAdam: the averaged update is a pseudo-gradient for a server-side Adam step."""
+
+
+class OrderedFedYogi(SiteOrdered, FedYogi):
+    """FedYogi: like FedAdam, with Yogi's additive second-moment update."""
 
 
 class _SeededClientLevelDP:
@@ -138,7 +159,7 @@ class FederatedOutcome:
     """The global model after every round, and what each site reported while training it."""
 
     experiment: FederatedExperiment
-    scaler: Scaler
+    preprocessor: Preprocessor
     round_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     site_epsilons: dict[int, float] = field(default_factory=dict)
     site_noise: dict[int, float] = field(default_factory=dict)
@@ -173,15 +194,16 @@ def build_server_app(
         if hasattr(grid, "pull_interval"):
             grid.pull_interval = min(grid.pull_interval, 0.01)
         node_ids = _wait_for_sites(grid, n_sites)
-        scalers: dict[tuple[SplitSpec, bool], Scaler] = {}
+        preprocessors: dict[tuple[SplitSpec, bool], Preprocessor] = {}
         for number, experiment in enumerate(experiments, start=1):
             private = experiment.epsilon is not None
-            if (experiment.split, private) not in scalers:
-                scalers[experiment.split, private] = (
-                    _public_scaler(experiment.split) if private else _global_scaler(grid, node_ids, experiment.split)
+            if (experiment.split, private) not in preprocessors:
+                preprocessors[experiment.split, private] = (
+                    _public_preprocessor(experiment.split) if private
+                    else _federation_preprocessor(grid, node_ids, experiment.split)
                 )
             progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}")
-            outcomes.append(_run_experiment(grid, experiment, scalers[experiment.split, private], n_sites))
+            outcomes.append(_run_experiment(grid, experiment, preprocessors[experiment.split, private], n_sites))
 
     return app
 
@@ -195,16 +217,16 @@ def _wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[in
     return node_ids
 
 
-def _public_scaler(split: SplitSpec) -> Scaler:
-    """DP experiments scale with public feature ranges: no statistic of any site is released for them."""
-    scaler = public_scaler(split.dataset)
-    if scaler is None:
-        raise RuntimeError(f"{split.dataset} publishes no feature ranges; DP experiments cannot scale without them")
-    return scaler
+def _public_preprocessor(split: SplitSpec) -> Preprocessor:
+    """DP experiments preprocess with the public schema: no statistic of any site is released for them."""
+    preprocessor = public_preprocessor(split.source)
+    if preprocessor is None:
+        raise RuntimeError(f"{split.source.dataset} publishes no schema; DP experiments cannot preprocess without it")
+    return preprocessor
 
 
-def _global_scaler(grid: Grid, node_ids: list[int], split: SplitSpec) -> Scaler:
-    """Ask every site for its training-row statistics and combine them: the federation's shared scaling."""
+def _federation_preprocessor(grid: Grid, node_ids: list[int], split: SplitSpec) -> Preprocessor:
+    """Ask every site for its training-row statistics and combine them: the federation's shared preprocessing."""
     messages = [
         Message(RecordDict({"config": ConfigRecord(split_to_config(split))}), dst_node_id=node, message_type=MessageType.QUERY)
         for node in node_ids
@@ -213,17 +235,25 @@ def _global_scaler(grid: Grid, node_ids: list[int], split: SplitSpec) -> Scaler:
     for reply in grid.send_and_receive(messages):
         if reply.has_error():
             raise RuntimeError(f"a site failed to report its statistics: {reply.error.reason}")
-        stats = reply.content["stats"]
-        parts.append(
-            FeatureStats(int(stats["count"]), np.asarray(stats["sums"]), np.asarray(stats["sums-of-squares"]))
-        )
+        parts.append((int(reply.content["stats"]["partition-id"]), SiteStats.from_json(str(reply.content["stats"]["stats"]))))
     if len(parts) != len(node_ids):
         raise RuntimeError(f"only {len(parts)} of {len(node_ids)} sites reported their statistics")
-    return FeatureStats.combine(parts).scaler()
+    combined = SiteStats.combine(stats for _, stats in sorted(parts, key=lambda part: part[0]))
+    return Preprocessor.from_stats(combined, schema_of(split.source))
 
 
-def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler, n_sites: int) -> FederatedOutcome:
-    outcome = FederatedOutcome(experiment=experiment, scaler=scaler)
+def _strategy(experiment: FederatedExperiment, **settings) -> FedAvg:
+    """The experiment's Flower strategy, with the study's site ordering and failure rule."""
+    if experiment.strategy == "fedprox":
+        return OrderedFedProx(proximal_mu=experiment.proximal_mu, **settings)
+    if experiment.strategy in ("fedadam", "fedyogi"):
+        optimizer = OrderedFedAdam if experiment.strategy == "fedadam" else OrderedFedYogi
+        return optimizer(eta=experiment.server_learning_rate, **settings)
+    return OrderedFedAvg(**settings)
+
+
+def _run_experiment(grid: Grid, experiment: FederatedExperiment, preprocessor: Preprocessor, n_sites: int) -> FederatedOutcome:
+    outcome = FederatedOutcome(experiment=experiment, preprocessor=preprocessor)
 
     def collect_site_reports(records: list[RecordDict], weighting_key: str) -> MetricRecord:
         outcome.bytes_received[len(outcome.bytes_received) + 1] = sum(_payload_bytes(r["arrays"]) for r in records)
@@ -248,7 +278,8 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
         round_started[0] = time.perf_counter()
 
     client_level = experiment.arm == "federated-client-dp"
-    strategy: FedAvg | _SeededClientLevelDP = OrderedFedAvg(
+    strategy: FedAvg | _SeededClientLevelDP = _strategy(
+        experiment,
         fraction_train=1.0,
         fraction_evaluate=0.0,
         min_train_nodes=n_sites,
@@ -262,14 +293,13 @@ def _run_experiment(grid: Grid, experiment: FederatedExperiment, scaler: Scaler,
                                 steps=experiment.rounds, accountant=experiment.accountant)
         wrapper = SeededServerSideAdaptiveClipping if experiment.client_clipping == "adaptive" else SeededServerSideClipping
         strategy = wrapper(strategy, noise, experiment.site_clip_norm, n_sites, seed=experiment.seed)
-    n_features = len(scaler.mean)
-    initial = build_model(experiment.model, n_features, hidden=experiment.mlp_hidden, seed=experiment.seed)
+    initial = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
     started = time.perf_counter()
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(initial.state_dict()),
         num_rounds=experiment.rounds,
-        train_config=experiment.to_config(scaler),
+        train_config=experiment.to_config(preprocessor),
         evaluate_fn=keep_global_model,
     )
     outcome.seconds = time.perf_counter() - started

@@ -18,13 +18,14 @@ from scipy import stats  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from study.config import CONTRAST_ARMS, DP_ARMS  # noqa: E402
+from study.config import CONTRAST_ARMS, DP_ARMS, STRATEGY_ARMS  # noqa: E402
 from study.evaluation import ALL_SITES  # noqa: E402
 from study.results import final_results, format_budget  # noqa: E402
 
 MODEL_NAMES = {"lr": "logistic regression", "mlp": "MLP"}
-ARM_ORDER = ["centralized", "federated", "local", "centralized-dp", "federated-dp", "federated-client-dp",
-             "centralized-iid", "federated-iid"]
+ARM_ORDER = ["centralized", "federated", "federated-fedprox", "federated-fedadam", "federated-fedyogi", "local",
+             "centralized-dp", "federated-dp", "federated-client-dp", "centralized-iid", "federated-iid"]
+STRATEGY_ARM_NAMES = tuple(STRATEGY_ARMS.values())
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,12 @@ def per_site_benefit(table: pd.DataFrame, split: pd.DataFrame) -> Figure | None:
     final = final_results(table)
     final = final[(final["site"] != ALL_SITES) & (final["metric"] == "accuracy") & final["epsilon"].isna()]
     wide = final.pivot_table(index=["model", "seed", "site"], columns="arm", values="value", aggfunc="first")
-    if "local" not in wide or not {"federated", "centralized"} & set(wide.columns):
+    joined = [arm for arm in (*STRATEGY_ARM_NAMES, "centralized") if arm in wide]
+    if "local" not in wide or not joined:
         return None
     gains = pd.concat(
         [(wide[arm] - wide["local"]).rename("gain").reset_index().assign(comparison=f"{arm} instead of alone")
-         for arm in ("federated", "centralized") if arm in wide],
+         for arm in joined],
         ignore_index=True,
     ).dropna(subset=["gain"])
     sizes = split[split["part"] == "train"][["seed", "site", "rows"]]

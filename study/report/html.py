@@ -10,11 +10,11 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from study.data.sources import load_dataset
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report.figures import MODEL_NAMES, Figure
-from study.report.tables import audit_table, comparison_table, format_estimate, privacy_table, protection_table, results_table
+from study.report.tables import (audit_table, comparison_table, format_estimate, privacy_table, protection_table,
+                                 results_table, strategy_table)
 from study.results import final_results, format_budget, summarize
 
 TEMPLATES = jinja2.Environment(
@@ -77,12 +77,14 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         headline=headline(table, metadata),
         noiseless_budget=any(math.isinf(float(epsilon)) for epsilon in config["epsilons"]),
         results=results_table(table),
+        strategies=strategy_table(table),
         comparison=comparison_table(table, split, metadata),
         privacy=privacy_table(table),
         protection=protection_table(table, config["arms"], config["delta"], ACCOUNTANT_NAMES[config["accountant"]]),
         audit=audit_table(table),
         canary_sentence=_canary_sentence(split),
-        public_ranges=_public_ranges_source(config["dataset"]),
+        public_ranges=metadata["data"]["public_schema"],
+        data=metadata["data"],
         accountant=ACCOUNTANT_NAMES[config["accountant"]],
         figures=[
             {"name": f.name, "title": f.title, "caption": f.caption, "data": base64.b64encode(f.png).decode("ascii")}
@@ -91,6 +93,7 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         n_rows=int(split[split["seed"] == split["seed"].min()]["rows"].sum()),
         smallest_site=int(split[split["part"] == "train"]["rows"].min()),
         one_class_sites=_one_class_training_sites(split),
+        local_fallbacks=_local_fallbacks(table),
     )
 
 
@@ -107,6 +110,12 @@ def _one_class_training_sites(split: pd.DataFrame) -> list[str]:
     return [f"{row.site} of seed {row.seed}" for row in single.itertuples()]
 
 
+def _local_fallbacks(table: pd.DataFrame) -> list[str]:
+    """'site 2 of seed 1 (logistic regression)' for every local model that fell back to the site's prevalence."""
+    marked = table[(table["metric"] == "local_fallback") & (table["value"] == 1)]
+    return [f"{row.site} of seed {row.seed} ({MODEL_NAMES[row.model]})" for row in marked.itertuples()]
+
+
 def _canary_sentence(split: pd.DataFrame) -> str:
     """Where the canaries were: 'In each seed, 64 canary records ... site 3 (seed 0), ...'."""
     if "canaries" not in split:
@@ -116,7 +125,3 @@ def _canary_sentence(split: pd.DataFrame) -> str:
     return (f"Canary records (every scaled feature at +1 or -1, a random label; each trained on with probability 1/2) "
             f"were added at the largest site of each seed: {places}.")
 
-
-def _public_ranges_source(dataset: str) -> str | None:
-    ranges = load_dataset(dataset).public_ranges
-    return None if ranges is None else ranges.source

@@ -31,7 +31,7 @@ def describe_run(run_dir: Path) -> list[dict[str, str]] | None:
     try:
         metadata = json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8"))
         table = make_table(pd.read_csv(run_dir / RESULTS_CSV).to_dict("records"))
-        config = metadata["config"]
+        config, data = metadata["config"], metadata["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     summary = summarize(final_results(table))
@@ -41,7 +41,7 @@ def describe_run(run_dir: Path) -> list[dict[str, str]] | None:
         {
             "run": run_dir.name,
             "created": str(metadata.get("created", "")),
-            "data": f"{config['dataset']}, {config['sites']} sites ({config['split']})",
+            "data": f"{data['name']}, {data['sites']} sites ({data['split']})",
             "budgets ε": " ".join(format_budget(e) for e in config.get("epsilons", [])),
             "seeds": str(len(config["seeds"])),
             "model": MODEL_NAMES.get(model, model),

@@ -8,7 +8,7 @@ import pandas as pd
 
 from study.config import CONTRAST_ARMS, DP_ARMS
 from study.evaluation import ALL_SITES
-from study.report.figures import ARM_ORDER, MODEL_NAMES, raw_training_bytes
+from study.report.figures import ARM_ORDER, MODEL_NAMES, STRATEGY_ARM_NAMES, raw_training_bytes
 from study.results import final_results, format_budget, summarize
 
 METRIC_LABELS = {"auc": "ROC AUC", "accuracy": "accuracy", "f1": "F1", "brier": "Brier score (lower is better)"}
@@ -145,7 +145,7 @@ def comparison_table(table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -
     n_features = metadata["n_features"]
     raw = raw_training_bytes(split, n_features)
     train_rows = int(split[(split["part"] == "train") & (split["seed"] == split["seed"].min())]["rows"].sum())
-    statistics = config["sites"] * (1 + 2 * n_features) * 8
+    statistics = metadata["data"]["sites"] * (1 + 2 * n_features) * 8
     rows = [{
         "aspect": "Data centralization",
         "centralized": f"{_kilobytes(raw)} of raw patient data leave the sites ({train_rows} training rows × "
@@ -155,7 +155,7 @@ def comparison_table(table: pd.DataFrame, split: pd.DataFrame, metadata: dict) -
         "reading": "Federation keeps every row at its hospital; pooling copies all of them to one place.",
     }]
     rows.append(_privacy_row(final))
-    rows.append(_time_row(final, table, config))
+    rows.append(_time_row(final, table, config, metadata["data"]["sites"]))
     rows.append(_communication_row(table, raw, config))
     rows.append(_data_dependency_row(final))
     return rows
@@ -184,14 +184,14 @@ def _privacy_row(final: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _time_row(final: pd.DataFrame, table: pd.DataFrame, config: dict) -> dict[str, str]:
+def _time_row(final: pd.DataFrame, table: pd.DataFrame, config: dict, n_sites: int) -> dict[str, str]:
     central = final[(final["arm"] == "centralized") & (final["metric"] == "train_seconds")]["value"]
     rounds = table[(table["arm"] == "federated") & (table["metric"] == "round_seconds")]["value"]
     per_run = rounds.sum() / max(table[table["arm"] == "federated"].groupby(["model", "seed"]).ngroups, 1)
     return {
         "aspect": "Scalability (time)",
         "centralized": f"{central.mean():.2f} s of training per model and seed" if len(central) else "not run",
-        "federated": (f"{rounds.mean():.2f} s per round with {config['sites']} sites; {per_run:.1f} s for "
+        "federated": (f"{rounds.mean():.2f} s per round with {n_sites} sites; {per_run:.1f} s for "
                       f"{config['rounds']} rounds" if len(rounds) else "not run"),
         "reading": "On one laptop, federated rounds are dominated by message passing between the server and the "
                    "simulated sites, not by computation; real sites add network latency per round.",
@@ -243,3 +243,25 @@ def _data_dependency_row(final: pd.DataFrame) -> dict[str, str]:
 
 def _kilobytes(value: float) -> str:
     return f"{value / 1e3:,.1f} kB"
+
+
+def strategy_table(table: pd.DataFrame) -> list[dict[str, str]]:
+    """With more than one Flower strategy: each site's test accuracy alone, under every strategy and pooled (mean
+    over seeds), and the strategy that served it best. Empty with a single strategy."""
+    final = final_results(table)
+    final = final[(final["metric"] == "accuracy") & final["epsilon"].isna()]
+    strategies = [arm for arm in STRATEGY_ARM_NAMES if arm in set(final["arm"])]
+    if len(strategies) < 2:
+        return []
+    shown = ["local", *strategies, "centralized"]
+    means = final[final["arm"].isin(shown)].groupby(["model", "site", "arm"])["value"].mean().unstack("arm")
+    rows = []
+    for (model, site), row in means.iterrows():
+        site_order = (site == ALL_SITES, site)
+        best = row[strategies].idxmax() if row[strategies].notna().any() else "n/a"
+        rows.append((model, site_order, {
+            "model": MODEL_NAMES[model], "site": "all sites" if site == ALL_SITES else site,
+            **{arm: "n/a" if math.isnan(row.get(arm, math.nan)) else f"{100 * row[arm]:.1f}%" for arm in shown},
+            "best strategy": best,
+        }))
+    return [row for _, _, row in sorted(rows, key=lambda item: (item[0], item[1]))]

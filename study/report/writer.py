@@ -12,7 +12,6 @@ import tomli_w
 
 from study.cli import reproduce_command
 from study.config import key_name
-from study.data.sources import load_dataset
 from study.provenance import machine, versions
 from study.report.figures import all_figures
 from study.report.html import render, write_figures
@@ -43,8 +42,9 @@ def build_metadata(results: StudyResults, command: str, started: datetime) -> di
         "seconds": results.seconds,
         "results_trained": results.trained,
         "results_reused": results.reused,
-        "dataset_description": load_dataset(results.config.dataset).description,
-        "n_features": int(load_dataset(results.config.dataset).features.shape[1]),
+        "data": results.data,
+        "dataset_description": results.data["description"],
+        "n_features": len(results.data["columns"]),
     }
 
 
