@@ -2,7 +2,6 @@
 
 import io
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,31 +15,7 @@ from study.pipeline import seed_data
 from study.run import main
 
 
-def _uci_rows(rng: np.random.Generator, rows: int, chol_missing: bool = False) -> str:
-    """Rows in UCI's processed.*.data format: 14 comma-separated numbers, '?' for missing, num 0-4 last."""
-    lines = []
-    for _ in range(rows):
-        num = int(rng.integers(0, 5))
-        values = [rng.integers(29, 78), rng.integers(0, 2), rng.integers(1, 5), rng.integers(94, 200),
-                  0 if chol_missing else rng.integers(126, 564), rng.integers(0, 2), rng.integers(0, 3),
-                  rng.integers(71, 202), rng.integers(0, 2), round(float(rng.uniform(0, 6)), 1), rng.integers(1, 4),
-                  rng.integers(0, 4), rng.choice([3, 6, 7]), num]
-        cells = [f"{float(v):.1f}" for v in values]
-        if rng.random() < 0.3:
-            cells[11] = "?"  # ca is often missing
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-def write_uci_files(folder: Path, rows: int = 30) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for hospital, name in heart_disease.HOSPITALS.items():
-        (folder / name).write_text(_uci_rows(rng, rows, chol_missing=hospital == "Switzerland"))
-    return folder
-
-
-def test_heart_disease_reads_four_hospitals_in_ucis_format(tmp_path):
+def test_heart_disease_reads_four_hospitals_in_ucis_format(tmp_path, write_uci_files):
     folder = write_uci_files(tmp_path / "hd")
     dataset = load_dataset(DataSource(dataset="heart-disease", data_dir=str(folder)))
     assert dataset.site_names == ("Cleveland", "Hungary", "Switzerland", "Long Beach VA")
@@ -52,7 +27,7 @@ def test_heart_disease_reads_four_hospitals_in_ucis_format(tmp_path):
     assert dataset.target_rule.startswith("positive = angiographic disease")
 
 
-def test_heart_disease_downloads_missing_files_once(tmp_path, monkeypatch):
+def test_heart_disease_downloads_missing_files_once(tmp_path, monkeypatch, write_uci_files):
     source = write_uci_files(tmp_path / "source")
     fetched = []
 
@@ -79,14 +54,14 @@ def test_heart_disease_offline_names_the_folder_to_fill(tmp_path, monkeypatch, c
     assert error.count("\n") == 1 and str(folder) in error and "processed.cleveland.data" in error
 
 
-def test_a_malformed_uci_file_is_named(tmp_path):
+def test_a_malformed_uci_file_is_named(tmp_path, write_uci_files):
     folder = write_uci_files(tmp_path / "hd")
     (folder / "processed.va.data").write_text("63.0,1.0,abc\n")
     with pytest.raises(DataError, match="processed.va.data is not in UCI's format"):
         load_dataset(DataSource(dataset="heart-disease", data_dir=str(folder)))
 
 
-def test_heart_disease_study_runs_on_the_natural_split(tmp_path):
+def test_heart_disease_study_runs_on_the_natural_split(tmp_path, write_uci_files):
     folder = write_uci_files(tmp_path / "hd")
     reports = tmp_path / "reports"
     code = main(["--dataset", "heart-disease", "--data-dir", str(folder), "--arms", "centralized", "local",

@@ -21,6 +21,11 @@ def iid_study():
         split="iid", seeds=(0,), models=("lr",), epsilons=(1.0, 4.0),
         arms=("centralized", "federated", "federated-dp", "federated-client-dp"),
     )
+    return config, run_keeping_outcomes(config)
+
+
+def run_keeping_outcomes(config: StudyConfig):
+    """run_study, with the raw federated outcomes kept in `results.outcomes`."""
     outcomes = []
 
     def keep_outcomes(experiments, n_sites, progress):
@@ -32,7 +37,7 @@ def iid_study():
         patch.setattr(simulation, "run_federated", keep_outcomes)
         results = run_study(config)
     results.outcomes = outcomes
-    return config, results
+    return results
 
 
 def _final(results, arm, metric, site=ALL_SITES, epsilon=None):
@@ -112,3 +117,25 @@ def test_client_level_dp_costs_more_accuracy_with_few_sites_than_record_level(ii
     (record_level,) = _final(results, "federated-dp", "auc", epsilon=1.0)
     (site_level,) = _final(results, "federated-client-dp", "auc", epsilon=1.0)
     assert site_level < record_level
+
+
+def test_strategies_and_mixed_data_run_through_flower(tmp_path, write_uci_files):
+    """Four Flower strategies side by side on the heart-disease format (categories, missing values, natural split):
+    each trains, FedProx's proximal term changes the model, and the preprocessing the sites agreed on through
+    Flower's messages equals the one computed in-process."""
+    folder = write_uci_files(tmp_path / "hd", rows=40)
+    config = StudyConfig(dataset="heart-disease", data_dir=str(folder), seeds=(0,), models=("lr",), rounds=3,
+                         arms=("centralized", "federated"), strategies=("fedavg", "fedprox", "fedadam", "fedyogi"),
+                         proximal_mu=1.0, canaries=0)
+    results = run_keeping_outcomes(config)
+    final = final_results(results.table)
+    accuracy = final[(final["metric"] == "accuracy") & (final["site"] == ALL_SITES)].set_index("arm")["value"]
+    assert set(accuracy.index) == {"centralized", "federated", "federated-fedprox", "federated-fedadam",
+                                   "federated-fedyogi"}
+    sites = set(final.loc[final["arm"] == "federated-fedadam", "site"]) - {ALL_SITES}
+    assert sites == {"Cleveland", "Hungary", "Switzerland", "Long Beach VA"}
+    probabilities = results.predictions.groupby("arm")["probability"].apply(list)
+    assert probabilities["federated"] != probabilities["federated-fedprox"]
+    source = source_of(config)
+    expected = federation_preprocessor(build_sites(split_spec(config, 0)), schema_of(source))
+    assert all(outcome.preprocessor == expected for outcome in results.outcomes)

@@ -233,8 +233,9 @@ def privacy_audit(table: pd.DataFrame) -> Figure | None:
     right_edge = 1.15 * max([*finite_claims, *bounds["value"], 1.0])
     order = [label for arm in ARM_ORDER for label in _sorted_labels(bounds, arm)]
     color = sns.color_palette("deep")[0]
+    height = 0.42 * len(order) + 1.6
     grid = sns.catplot(data=bounds, x="value", y="arm label", col="model", order=order, kind="strip", jitter=False,
-                       color=color, size=7, alpha=0.8, height=0.42 * len(order) + 1.6, aspect=1.2)
+                       color=color, size=7, alpha=0.8, height=height, aspect=min(1.2, 5.5 / height))
     for axis, model in zip(grid.axes.flat, grid.col_names):
         for position, label in enumerate(order):
             value = claimed.get((model, label), np.inf)
@@ -288,8 +289,8 @@ def roc_curves(predictions: pd.DataFrame) -> Figure | None:
                 false_positives, true_positives, _ = roc_curve(rows["label"], rows["probability"])
                 axis.plot(false_positives, true_positives, label=label, linewidth=1.4)
         axis.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
-        axis.set(title=model, xlabel="false-positive rate (benign called malignant)", aspect="equal")
-    axes[0][0].set_ylabel("true-positive rate (malignant found)")
+        axis.set(title=model, xlabel="false-positive rate (negatives called positive)", aspect="equal")
+    axes[0][0].set_ylabel("true-positive rate (positives found)")
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return Figure(
         "roc", "ROC curves of the final models",
@@ -313,13 +314,13 @@ def calibration_curves(predictions: pd.DataFrame) -> Figure | None:
                 observed, predicted = calibration_curve(rows["label"], rows["probability"], n_bins=8, strategy="quantile")
                 axis.plot(predicted, observed, marker="o", markersize=3, label=label, linewidth=1.2)
         axis.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
-        axis.set(title=model, xlabel="predicted probability of malignancy", xlim=(0, 1), ylim=(0, 1), aspect="equal")
-    axes[0][0].set_ylabel("observed share malignant")
+        axis.set(title=model, xlabel="predicted probability of the positive class", xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    axes[0][0].set_ylabel("observed share positive")
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return Figure(
         "calibration", "Calibration: can the predicted risk be taken at face value?",
         "Test rows of all sites and seeds, grouped into eight bins of equal size by predicted probability: each point "
-        "is a bin's average prediction (right) against the share of its patients who really were malignant (up). On "
+        "is a bin's average prediction (right) against the share of its patients who really were positive (up). On "
         "the dotted diagonal, a predicted 30% means 30%. Below the diagonal the model overstates the risk; above, it "
         "understates it.",
         _png(figure),
