@@ -51,7 +51,8 @@ def test_prints_the_report_path_and_writes_one_complete_run_folder(small_run):
         assert (run_dir / name).stat().st_size > 0
     runs_index = (reports / "index.html").read_text()
     assert f'href="{run_dir.name}/index.html"' in runs_index
-    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(f"{name}.png" for name in FIGURES)
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(f"{name}.{kind}" for name in FIGURES
+                                                                            for kind in ("png", "svg"))
 
 
 def test_report_has_every_section_and_embedded_figures_only(small_run):

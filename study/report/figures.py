@@ -36,6 +36,7 @@ class Figure:
     title: str
     caption: str
     png: bytes
+    svg: bytes
 
 
 CURVE_METRICS = {"auc": "test ROC AUC", "accuracy": "test accuracy"}
@@ -56,11 +57,16 @@ def raw_training_bytes(split: pd.DataFrame, n_features: int) -> float:
     return float(train["rows"].sum() * (n_features + 1) * 8)
 
 
-def _png(figure: plt.Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+def _images(figure: plt.Figure) -> dict[str, bytes]:
+    """The figure as PNG (embedded in the report) and SVG (for papers), both free of time stamps."""
+    images = {}
+    for kind, options in (("png", {"dpi": 110}), ("svg", {"metadata": {"Date": None}})):
+        buffer = io.BytesIO()
+        with matplotlib.rc_context({"svg.hashsalt": "fedstudy"}):
+            figure.savefig(buffer, format=kind, bbox_inches="tight", **options)
+        images[kind] = buffer.getvalue()
     plt.close(figure)
-    return buffer.getvalue()
+    return images
 
 
 def _labelled(table: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +123,7 @@ def learning_curves(table: pd.DataFrame) -> Figure | None:
         "seeds; band: 95% confidence interval). The dashed line is centralized training on pooled data with the same "
         "number of passes over each record. A curve that reaches the dashed line means federation lost nothing "
         "against pooling.",
-        _png(figure),
+        **_images(figure),
     )
 
 
@@ -155,7 +161,7 @@ def privacy_utility(table: pd.DataFrame) -> Figure | None:
         "Final test ROC AUC (top) and accuracy (bottom) against the privacy budget ε (smaller ε = stronger privacy). "
         "Lines are the DP-SGD arms (mean over seeds, 95% CI band); horizontal lines are the same training without DP. "
         "The vertical distance to a horizontal line is the price of that much privacy.",
-        _png(figure),
+        **_images(figure),
     )
 
 
@@ -189,7 +195,7 @@ def per_site_benefit(table: pd.DataFrame, split: pd.DataFrame) -> Figure | None:
         "when it joins the federation, or pools its data, instead of training alone, against its number of training "
         "patients. Points above the line gained; points below lost. Small, skewed hospitals have few test rows, so "
         "single points are noisy: look at the pattern.",
-        _png(grid.figure),
+        **_images(grid.figure),
     )
 
 
@@ -209,7 +215,7 @@ def data_split(split: pd.DataFrame) -> Figure:
         "data_split", "How the data is split across sites",
         "Patients per site (train and test rows together), split into positive and negative cases, for each seed's "
         "split. Unequal heights and colour mixes are the heterogeneity federated learning has to cope with.",
-        _png(figure),
+        **_images(figure),
     )
 
 
@@ -259,7 +265,7 @@ def privacy_audit(table: pd.DataFrame) -> Figure | None:
         "attack is weaker than the worst case the accountant covers (the usual outcome: accounting is a worst-case "
         "bound, this is one attack with a few dozen canaries). Non-private arms claim nothing; a dot above 0 there "
         "is measured leakage.",
-        _png(grid.figure),
+        **_images(grid.figure),
     )
 
 
@@ -297,7 +303,7 @@ def roc_curves(predictions: pd.DataFrame) -> Figure | None:
         "Each line is one arm's final models, with the test rows of all sites and all seeds pooled: how many positive "
         "cases it finds (up) for how many false alarms (right) as the decision threshold moves. Closer to the top-left "
         "corner is better; the dotted diagonal is guessing. DP arms are shown at their smallest (most private) budget.",
-        _png(figure),
+        **_images(figure),
     )
 
 
@@ -323,7 +329,7 @@ def calibration_curves(predictions: pd.DataFrame) -> Figure | None:
         "is a bin's average prediction (right) against the share of its patients who really were positive (up). On "
         "the dotted diagonal, a predicted 30% means 30%. Below the diagonal the model overstates the risk; above, it "
         "understates it.",
-        _png(figure),
+        **_images(figure),
     )
 
 
@@ -352,7 +358,7 @@ def communication(table: pd.DataFrame, raw_bytes: float) -> Figure | None:
         "to a central pool (dashed). Logistic regression stays far below pooling; the MLP's larger model crosses it "
         "after a few rounds on a dataset this small. Larger datasets push the dashed line up; more rounds or larger "
         "models push the curves up.",
-        _png(figure),
+        **_images(figure),
     )
 
 

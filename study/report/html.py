@@ -101,6 +101,7 @@ def write_figures(figures: list[Figure], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for figure in figures:
         (folder / f"{figure.name}.png").write_bytes(figure.png)
+        (folder / f"{figure.name}.svg").write_bytes(figure.svg)
 
 
 def _one_class_training_sites(split: pd.DataFrame) -> list[str]:
