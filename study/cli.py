@@ -22,6 +22,8 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "positive": ({"metavar": "VALUE"}, "--data: the target value that counts as positive"),
     "positive_above": ({"type": float, "metavar": "NUMBER"}, "--data: a numeric target is positive above NUMBER"),
     "site_column": ({"metavar": "COLUMN"}, "--data: the column naming each row's hospital (a natural split)"),
+    "public_schema": ({"metavar": "FILE.toml"}, "--data: public bounds and categories of the features (never "
+                      "computed from the data), which the DP arms preprocess with; without it they are left out"),
     "data_dir": ({"metavar": "FOLDER"}, "heart-disease: folder with UCI's processed.*.data files"),
     "synthetic_rows": ({"type": int}, "synthetic-hospitals: patients in all hospitals together"),
     "synthetic_shift": ({"type": float}, "synthetic-hospitals: covariate shift between hospitals (0 = none)"),
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, dest=name, default=None, help=described, **kwargs)
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for run folders (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="run the simulation on an existing Ray cluster (e.g. auto or HOST:6379) instead of "
+                        "starting Ray here; the numbers do not change")
     parser.add_argument("--no-cache", action="store_true",
                         help="retrain everything instead of reusing results of earlier runs with the same settings "
                         "(kept in OUTPUT/.cache)")

@@ -51,6 +51,7 @@ class StudyConfig:
     positive: str = ""
     positive_above: float | None = None
     site_column: str = ""
+    public_schema: str = ""
     data_dir: str = "datasets/heart-disease"
     synthetic_rows: int = 5000
     synthetic_shift: float = 1.0
@@ -188,7 +189,7 @@ def _validate_data(config: StudyConfig) -> None:
     _require(not csv or bool(config.data), "data", "--dataset csv needs --data PATH.csv (and --target COLUMN)")
     _require(csv or not config.data, "data", f"--data reads a CSV, but --dataset is {config.dataset}; leave out --dataset")
     _require(not csv or bool(config.target), "target", f"name the outcome column of {config.data} with --target COLUMN")
-    for name in ("target", "positive", "site_column"):
+    for name in ("target", "positive", "site_column", "public_schema"):
         _require(csv or not getattr(config, name), name, f"applies to --data PATH.csv only, not to --dataset {config.dataset}")
     _require(csv or config.positive_above is None, "positive_above", "applies to --data PATH.csv only")
     _require(not (config.positive and config.positive_above is not None), "positive",
@@ -235,8 +236,8 @@ def build_config(values: dict[str, Any]) -> StudyConfig:
         _check_type(name, value, _OPTIONAL_FLOATS.get(name, getattr(defaults, name)))
     if values.get("data") and "dataset" not in values:
         values = {**values, "dataset": "csv"}  # --data PATH.csv is enough to say the data is a CSV
-    if values.get("dataset") == "csv" and "arms" not in values:
-        # A user's CSV has no public schema for the DP arms to preprocess with: by default they are left out.
+    if values.get("dataset") == "csv" and "arms" not in values and not values.get("public_schema"):
+        # Without a public schema the DP arms have nothing to preprocess with: by default they are left out.
         values = {**values, "arms": tuple(arm for arm in DEFAULT_ARMS if arm not in DP_ARMS)}
     return StudyConfig(**values)
 

@@ -36,11 +36,13 @@ Progress = Callable[[str], None]
 
 
 def run_study(
-    config: StudyConfig, progress: Progress = lambda message: None, *, cache_dir: Path | None = None
+    config: StudyConfig, progress: Progress = lambda message: None, *, cache_dir: Path | None = None,
+    ray_address: str | None = None,
 ) -> StudyResults:
     """Train and evaluate every arm of `config`; returns the long results table (see study.results.COLUMNS).
 
-    With `cache_dir`, results already computed for the same settings (and code) are reused, not retrained.
+    With `cache_dir`, results already computed for the same settings (and code) are reused, not retrained. With
+    `ray_address`, the federated arms run on that existing Ray cluster (how it runs never changes the numbers).
     """
     seeds = preflight(config)
     cache = ResultCache(cache_dir)
@@ -53,7 +55,8 @@ def run_study(
     # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
     # wall time waiting on Flower's message polling, so the cores are free for them.
     in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress))
-    for unit, result in _federated_arms(config, [u for u in units if u.arm in FEDERATED_ARMS and u not in done], progress):
+    federated_units = [u for u in units if u.arm in FEDERATED_ARMS and u not in done]
+    for unit, result in _federated_arms(config, federated_units, progress, ray_address):
         done[unit] = result
         cache.store(config, unit, result)
     federated_seconds = time.perf_counter() - started
@@ -120,7 +123,8 @@ def preflight(config: StudyConfig) -> list[SeedData]:
     if config.dp_arms and public is None:
         raise ConfigError(
             f"--arms: {dataset.name} publishes no feature ranges or categories, which DP arms use instead of the "
-            "sites' exact statistics; leave out the DP arms (centralized-dp, federated-dp, federated-client-dp)"
+            "sites' exact statistics; give them with --public-schema FILE.toml (see datasets/README.md) or leave "
+            "out the DP arms (centralized-dp, federated-dp, federated-client-dp)"
         )
     contrast = any(unit.arm in CONTRAST_ARMS for unit in plan_units(config))
     seeds = [seed_data(config, seed, with_contrast=contrast) for seed in config.seeds]
@@ -241,14 +245,15 @@ def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress:
     return _unit_result(unit, evaluated)
 
 
-def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress) -> Iterator[tuple[Unit, UnitResult]]:
+def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
+                    ray_address: str | None) -> Iterator[tuple[Unit, UnitResult]]:
     if not units:
         return
     from study.federation.simulation import run_federated  # imports Flower and Ray only when needed
 
     progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
-    for unit, outcome in zip(units, run_federated(experiments, site_count(config), progress)):
+    for unit, outcome in zip(units, run_federated(experiments, site_count(config), progress, ray_address)):
         yield unit, _federated_records(unit, outcome)
 
 

@@ -68,7 +68,7 @@ def _run(argv: Sequence[str] | None) -> int:
     started = datetime.now(timezone.utc)
     cache_dir = None if args.no_cache else args.output / CACHE_FOLDER
     try:
-        results = run_study(config, progress, cache_dir=cache_dir)
+        results = run_study(config, progress, cache_dir=cache_dir, ray_address=args.ray_address)
     except SiteFailure as failure:
         print(f"{PROG}: error: a site failed during federated training ({failure}); no run folder was written, "
               "finished results are kept in the cache for the next run", file=sys.stderr)

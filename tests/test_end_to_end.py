@@ -12,6 +12,7 @@ import pytest
 
 from study.cli import parse
 from study.models import build_model
+from study.report.runs_index import write_runs_index
 from study.results import COLUMNS, PREDICTION_COLUMNS, TIMING_METRICS
 
 pytestmark = pytest.mark.slow
@@ -124,6 +125,20 @@ def test_rerender_rewrites_the_report_from_saved_results(small_run):
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == str(run_dir / "index.html")
     assert (run_dir / "index.html").read_text() == before
+
+
+def test_run_folders_from_before_the_data_summary_still_render_and_stay_indexed(small_run, tmp_path):
+    reports, _ = small_run
+    run_dir = tmp_path / "reports" / "20260101-000000-older"
+    shutil.copytree(_run_folders(reports)[0], run_dir)
+    metadata = json.loads((run_dir / "results.json").read_text())
+    del metadata["data"]
+    (run_dir / "results.json").write_text(json.dumps(metadata))
+    done = subprocess.run([sys.executable, "-m", "study.report", str(run_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    write_runs_index(tmp_path / "reports")
+    assert run_dir.name in (tmp_path / "reports" / "index.html").read_text()
 
 
 def test_rerender_of_a_damaged_run_folder_fails_in_one_line(tmp_path):

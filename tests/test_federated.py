@@ -28,8 +28,8 @@ def run_keeping_outcomes(config: StudyConfig):
     """run_study, with the raw federated outcomes kept in `results.outcomes`."""
     outcomes = []
 
-    def keep_outcomes(experiments, n_sites, progress):
-        outcomes.extend(real_run_federated(experiments, n_sites, progress))
+    def keep_outcomes(experiments, n_sites, progress, ray_address=None):
+        outcomes.extend(real_run_federated(experiments, n_sites, progress, ray_address))
         return outcomes
 
     real_run_federated = simulation.run_federated

@@ -128,3 +128,34 @@ def test_a_report_on_html_column_names_escapes_them_and_marks_one_class_sites(tm
     fallback = table[(table["metric"] == "local_fallback")].set_index("site")["value"]
     assert fallback["one-class"] == 1 and fallback["mixed"] == 0
     assert "one-class of seed 0" in " ".join(html.split())
+
+
+SCHEMA = 'may-be-missing = ["bmi"]\n[ranges]\nage = [18, 100]\nbmi = [15, 60]\n[categories]\nsmoker = ["no", "yes"]\n'
+
+
+def test_a_public_schema_brings_the_dp_arms_to_a_users_csv(tmp_path):
+    path = _write(tmp_path / "cohort.csv", _good_rows())
+    schema = _write(tmp_path / "public.toml", SCHEMA)
+    config = build_config({"data": str(path), "target": "outcome", "positive": "sick", "site_column": "hospital",
+                           "public_schema": str(schema)})
+    assert config.dp_arms == ("centralized-dp", "federated-dp")
+    public = preflight(config)[0].public_preprocessor
+    assert public.output_names == ["age", "bmi", "bmi missing", "smoker=no", "smoker=yes"]
+    np.testing.assert_allclose(public.center[:2], [59.0, 37.5])
+
+
+@pytest.mark.parametrize("schema, expected", [
+    ('[ranges]\nage = [18, 100]\n[categories]\nsmoker = ["no", "yes"]\n', "numeric column 'bmi' needs a range"),
+    (SCHEMA.replace("[15, 60]", "[60, 15]"), "numeric column 'bmi' needs a range"),
+    (SCHEMA.replace('smoker = ["no", "yes"]', "smoker = []"), "categorical column 'smoker' needs its categories"),
+    (SCHEMA + "weight = [1, 2]\n", "'weight', which is not a feature column"),
+    ("[ranges\n", "not a readable TOML file"),
+    (SCHEMA + "[extra]\n", "unknown key 'extra'"),
+])
+def test_a_bad_public_schema_is_one_line(schema, expected, tmp_path, capsys):
+    path = _write(tmp_path / "cohort.csv", _good_rows())
+    schema_path = _write(tmp_path / "public.toml", schema)
+    code = main(["--data", str(path), "--target", "outcome", "--positive", "sick", "--site-column", "hospital",
+                 "--public-schema", str(schema_path), "--output", str(tmp_path / "reports")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and expected in error and "--public-schema" in error, error

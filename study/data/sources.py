@@ -32,6 +32,7 @@ class DataSource:
     positive: str = ""
     positive_above: float | None = None
     site_column: str = ""
+    public_schema: str = ""  # csv: a TOML file of public bounds and categories, for the DP arms
     data_dir: str = "datasets/heart-disease"
     sites: int = 5  # synthetic-hospitals: how many hospitals the generator makes
     synthetic_rows: int = 5000
@@ -46,7 +47,8 @@ def source_of(config: StudyConfig) -> DataSource:
     low, high = config.synthetic_prevalence
     return DataSource(
         dataset=config.dataset, path=config.data, target=config.target, positive=config.positive,
-        positive_above=config.positive_above, site_column=config.site_column, data_dir=config.data_dir,
+        positive_above=config.positive_above, site_column=config.site_column, public_schema=config.public_schema,
+        data_dir=config.data_dir,
         sites=config.sites, synthetic_rows=config.synthetic_rows, synthetic_shift=config.synthetic_shift,
         synthetic_missing=config.synthetic_missing, synthetic_prevalence=(low, high),
         synthetic_seed=config.synthetic_seed,

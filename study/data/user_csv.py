@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from study.data.sources import Dataset, DataError, DataSource
+from study.data.sources import Dataset, DataError, DataSource, PublicSchema
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # A column is numeric when at least this share of its filled cells are numbers; the rest is then junk to report.
@@ -35,6 +36,8 @@ def read_user_csv(source: DataSource) -> Dataset:
     if site_labels is None and len(target) < MIN_ROWS_PER_SITE * source.sites:
         raise DataError(f"--data: {path} has {len(target)} rows, fewer than {MIN_ROWS_PER_SITE} per site for "
                         f"{source.sites} sites; use fewer --sites or more rows")
+    public, schema_bytes = (read_public_schema(Path(source.public_schema), features, categorical)
+                            if source.public_schema else (None, b""))
     n_sites = "" if site_labels is None else f", {len(pd.unique(site_labels))} sites from column {source.site_column!r}"
     return Dataset(
         name=path.name,
@@ -45,8 +48,53 @@ def read_user_csv(source: DataSource) -> Dataset:
         target_rule=rule,
         categorical=tuple(categorical),
         site_labels=site_labels,
-        fingerprint=hashlib.sha256(payload).hexdigest(),
+        public=public,
+        fingerprint=hashlib.sha256(payload + schema_bytes).hexdigest(),
     )
+
+
+def read_public_schema(path: Path, features: pd.DataFrame, categorical: list[str]) -> tuple[PublicSchema, bytes]:
+    """The user's public bounds for the DP arms (TOML): [ranges] column = [low, high] for every numeric column,
+    [categories] column = [values] for every categorical one, and an optional top-level may-be-missing list."""
+    try:
+        payload = path.read_bytes()
+        raw = tomllib.loads(payload.decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise DataError(f"--public-schema: file {path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise DataError(f"--public-schema: {path} is not a readable TOML file ({_short(error)}); fix it") from None
+    ranges, vocabularies = raw.get("ranges", {}), raw.get("categories", {})
+    may_be_missing = raw.get("may-be-missing", [])
+    unknown = sorted(set(raw) - {"ranges", "categories", "may-be-missing"})
+    if unknown:
+        raise DataError(f"--public-schema: {path} has an unknown key {unknown[0]!r}; use [ranges], [categories] "
+                        "and may-be-missing")
+    numeric = [column for column in features.columns if column not in categorical]
+    for column in numeric:
+        bounds = ranges.get(column)
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
+                and all(np.isfinite(bounds)) and bounds[0] < bounds[1]):
+            raise DataError(f"--public-schema: numeric column {column!r} needs a range {column} = [LOW, HIGH] with "
+                            f"LOW < HIGH under [ranges] in {path}")
+    for column in categorical:
+        values = vocabularies.get(column)
+        if not (isinstance(values, list) and values and all(isinstance(v, (str, int, float)) for v in values)):
+            raise DataError(f"--public-schema: categorical column {column!r} needs its categories under "
+                            f"[categories] in {path}, as {column} = [\"a\", \"b\"]")
+    extra = sorted((set(ranges) | set(vocabularies) | set(may_be_missing)) - set(features.columns))
+    if extra:
+        raise DataError(f"--public-schema: {path} names {extra[0]!r}, which is not a feature column of the data")
+    schema = PublicSchema(
+        {column: (float(ranges[column][0]), float(ranges[column][1])) for column in numeric},
+        {column: tuple(str(v) for v in vocabularies[column]) for column in categorical},
+        tuple(str(column) for column in may_be_missing),
+        source=f"the public bounds and categories given in {path.name}",
+    )
+    return schema, payload
+
+
+def _short(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _read_bytes(path: Path) -> bytes:

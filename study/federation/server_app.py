@@ -195,6 +195,7 @@ def build_server_app(
             grid.pull_interval = min(grid.pull_interval, 0.01)
         node_ids = _wait_for_sites(grid, n_sites)
         preprocessors: dict[tuple[SplitSpec, bool], Preprocessor] = {}
+        started = time.perf_counter()
         for number, experiment in enumerate(experiments, start=1):
             private = experiment.epsilon is not None
             if (experiment.split, private) not in preprocessors:
@@ -202,10 +203,16 @@ def build_server_app(
                     _public_preprocessor(experiment.split) if private
                     else _federation_preprocessor(grid, node_ids, experiment.split)
                 )
-            progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}")
+            progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}"
+                     + _time_left(time.perf_counter() - started, number - 1, len(experiments)))
             outcomes.append(_run_experiment(grid, experiment, preprocessors[experiment.split, private], n_sites))
 
     return app
+
+
+def _time_left(elapsed: float, done: int, total: int) -> str:
+    """' (about 40 s left)', from the mean time of the experiments done so far."""
+    return f" (about {elapsed / done * (total - done):.0f} s left)" if done else ""
 
 
 def _wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[int]:

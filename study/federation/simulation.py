@@ -16,8 +16,10 @@ from study.federation.protocol import FederatedExperiment
 from study.federation.server_app import FederatedOutcome, Progress, SiteFailure, build_server_app
 
 
-def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress: Progress) -> list[FederatedOutcome]:
-    """Train every experiment with FedAvg across `n_sites` simulated SuperNodes; outcomes in experiment order."""
+def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress: Progress,
+                  ray_address: str | None = None) -> list[FederatedOutcome]:
+    """Train every experiment across `n_sites` simulated SuperNodes; outcomes in experiment order. With
+    `ray_address`, the simulation runs on that existing Ray cluster instead of starting one here."""
     if not experiments:
         return []
     outcomes: list[FederatedOutcome] = []
@@ -38,7 +40,8 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
             backend_config={
                 # One CPU per simulated site lets two sites train at once on a 2-core machine.
                 "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {"log_to_driver": False, "configure_logging": False},
+                "init_args": {"log_to_driver": False, "configure_logging": False,
+                              **({"address": ray_address} if ray_address else {})},
             },
         )
     finally:

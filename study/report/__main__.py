@@ -12,7 +12,7 @@ import pandas as pd
 
 from study.cli import OneLineParser
 from study.report.figures import all_figures
-from study.report.html import render, write_figures
+from study.report.html import render, with_data_summary, write_figures
 from study.results import make_predictions, make_table
 from study.rundir import METADATA_JSON, PREDICTIONS_CSV, REPORT_HTML, RESULTS_CSV, SPLIT_CSV, write_text_atomically
 
@@ -25,7 +25,7 @@ def rerender(run_dir: Path) -> Path:
     table = make_table(pd.read_csv(run_dir / RESULTS_CSV).to_dict("records"))
     split = pd.read_csv(run_dir / SPLIT_CSV)
     predictions = make_predictions(pd.read_csv(run_dir / PREDICTIONS_CSV).to_dict("records"))
-    metadata = json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8"))
+    metadata = with_data_summary(json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8")))
     metadata.pop("results", None)
     figures = all_figures(table, split, predictions, metadata)
     html = render(table, split, figures, metadata)

@@ -69,6 +69,20 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
     return sentences
 
 
+def with_data_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Run folders written before runs saved their data summary (all on the bundled breast-cancer data): rebuild
+    what the report needs from their config, so they still re-render and stay in the runs index."""
+    if "data" in metadata:
+        return metadata
+    config = metadata["config"]
+    data = {"name": config["dataset"], "description": metadata.get("dataset_description", ""),
+            "target_rule": "positive = malignant", "split": config["split"], "sites": config["sites"],
+            "site_names": [], "columns": [], "model_inputs": metadata.get("n_features"), "dropped": [],
+            "indicators": [], "public_inputs": metadata.get("n_features"),
+            "public_schema": "the minimum and maximum of each feature published in the dataset's documentation"}
+    return {**metadata, "data": data}
+
+
 def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], metadata: dict[str, Any]) -> str:
     config = metadata["config"]
     return TEMPLATES.get_template("report.html.j2").render(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from study.evaluation import ALL_SITES
 from study.report.figures import MODEL_NAMES
-from study.report.html import TEMPLATES
+from study.report.html import TEMPLATES, with_data_summary
 from study.report.tables import format_estimate
 from study.results import final_results, format_budget, make_table, summarize
 from study.rundir import METADATA_JSON, RESULTS_CSV, write_text_atomically
@@ -29,7 +29,7 @@ def _accuracy(summary: pd.DataFrame, model: str, arm: str, epsilon: float | None
 def describe_run(run_dir: Path) -> list[dict[str, str]] | None:
     """One row per model of a finished run, or None for a folder that is not a readable run."""
     try:
-        metadata = json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8"))
+        metadata = with_data_summary(json.loads((run_dir / METADATA_JSON).read_text(encoding="utf-8")))
         table = make_table(pd.read_csv(run_dir / RESULTS_CSV).to_dict("records"))
         config, data = metadata["config"], metadata["data"]
     except (OSError, ValueError, KeyError, TypeError):
