@@ -128,6 +128,9 @@ def preflight(config: StudyConfig) -> list[SeedData]:
         )
     contrast = any(unit.arm in CONTRAST_ARMS for unit in plan_units(config))
     seeds = [seed_data(config, seed, with_contrast=contrast) for seed in config.seeds]
+    if any(data.preprocessor.width == 0 for data in seeds):
+        raise ConfigError(f"--data: no feature of {dataset.name} varies in the training rows (every column is constant "
+                          "or empty), so there is nothing to learn from; add informative columns")
     if config.dp_arms:
         _check_budgets(config, seeds[0])
     return seeds

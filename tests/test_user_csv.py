@@ -68,6 +68,9 @@ BAD = {
     "empty feature column": ("age,bmi,outcome\n" + "1,,0\n2,,1\n" * 10, [], "column 'bmi'"),
     "junk in a numeric column": ("age,outcome\n" + "40,0\n50,1\n" * 10 + "forty,1\n", [], "line 22 holds 'forty'"),
     "infinite value": ("age,outcome\n" + "40,0\n50,1\n" * 10 + "inf,1\n", [], "infinite value on line 22"),
+    "huge value": ("age,outcome\n" + "40,0\n50,1\n" * 10 + "1e308,1\n", [], "'1e308' on line 22"),
+    "commas only": ("\ufeff,,\n,,\n", [], "holds no values"),
+    "constant features": ("age,outcome\n" + "40,0\n40,1\n" * 30, [], "no feature of data.csv varies"),
     "too few rows": ("age,outcome\n1,0\n2,1\n3,0\n", [], "fewer than 2 per site"),
 }
 

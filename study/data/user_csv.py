@@ -18,6 +18,7 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # A column is numeric when at least this share of its filled cells are numbers; the rest is then junk to report.
 NUMERIC_SHARE = 0.8
 MIN_ROWS_PER_SITE = 2  # one to train on, one to test on
+MAX_MAGNITUDE = 1e15  # sums of squares of larger values lose all precision (or overflow) in float64
 _TRUE_FALSE = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
 
@@ -125,6 +126,8 @@ def _parse(path: Path, payload: bytes) -> tuple[list[str], list[list[str]], list
         lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as error:
         raise DataError(f"--data: {path} is not a valid CSV ({error}); check its quoting") from None
+    if not lines:
+        raise DataError(f"--data: {path} holds no values; give a CSV with a header row and one row per patient")
     header = [name.strip() for name in lines[0][1]]
     if len(header) < 2:
         raise DataError(f"--data: {path} has a single column ({header[0][:40]!r}); separate columns with commas")
@@ -214,6 +217,11 @@ def _features(path: Path, table: pd.DataFrame, missing: pd.DataFrame) -> tuple[p
                 raise DataError(f"--data: column {column!r} of {path} holds an infinite value on line "
                                 f"{_first_line(pd.Series(infinite, index=numbers.index))}; replace it or leave the "
                                 "cell empty")
+            huge = np.abs(numbers.to_numpy(dtype=np.float64)) > MAX_MAGNITUDE
+            if huge.any():
+                line = _first_line(pd.Series(huge, index=numbers.index))
+                raise DataError(f"--data: column {column!r} of {path} holds {cells[huge].iloc[0][:40]!r} on line {line}, "
+                                f"beyond ±{MAX_MAGNITUDE:.0e}, too large to standardize; check its unit or the value")
             features[column] = numbers.astype(np.float64)
         else:
             features[column] = cells.where(filled, None).astype(object)
