@@ -44,14 +44,21 @@ def evaluate_site_predictions(probabilities: list[np.ndarray], sites: Sequence[S
 
 
 def _evaluate(probabilities: list[np.ndarray], sites: Sequence[Site], *, per_site: bool) -> Evaluated:
+    return evaluate_predictions([site.name for site in sites], [site.y_test for site in sites], probabilities,
+                                per_site=per_site)
+
+
+def evaluate_predictions(names: Sequence[str], labels: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], *,
+                         per_site: bool) -> Evaluated:
+    """Metrics of predictions for each site's test rows (given by the sites themselves in a deployment)."""
     rows: list[MetricRow] = []
-    for site, site_probabilities in zip(sites, probabilities if per_site else []):
-        rows += [(site.name, metric, value) for metric, value in binary_metrics(site.y_test, site_probabilities).items()]
-    pooled = binary_metrics(np.concatenate([site.y_test for site in sites]), np.concatenate(probabilities))
+    for name, site_labels, site_probabilities in (zip(names, labels, probabilities) if per_site else []):
+        rows += [(name, metric, value) for metric, value in binary_metrics(site_labels, site_probabilities).items()]
+    pooled = binary_metrics(np.concatenate(labels), np.concatenate(probabilities))
     rows += [(ALL_SITES, metric, value) for metric, value in pooled.items()]
     predictions = [
-        (site.name, int(label), float(probability))
-        for site, site_probabilities in zip(sites, probabilities if per_site else [])
-        for label, probability in zip(site.y_test, site_probabilities)
+        (name, int(label), float(probability))
+        for name, site_labels, site_probabilities in (zip(names, labels, probabilities) if per_site else [])
+        for label, probability in zip(site_labels, site_probabilities)
     ]
     return Evaluated(rows, predictions)

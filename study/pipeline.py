@@ -22,7 +22,7 @@ from study.data.sites import (SplitError, SplitSpec, build_sites, federation_pre
                               resolve_split, schema_of)
 from study.data.sources import load_dataset, source_of
 from study.data.summary import describe_data
-from study.evaluation import ALL_SITES, Evaluated, MetricRow, PredictionRow, evaluate_shared_model
+from study.evaluation import ALL_SITES, Evaluated, MetricRow, PredictionRow, evaluate_predictions, evaluate_shared_model
 from study.federation.protocol import FederatedExperiment
 from study.models import build_model
 from study.results import StudyResults, UnitResult, format_budget, make_predictions, make_table
@@ -103,7 +103,7 @@ def study_split(config: StudyConfig) -> str:
 
 def site_count(config: StudyConfig) -> int:
     """Sites of the study's split: the data's own for a natural split, else --sites."""
-    if study_split(config) == "natural":
+    if study_split(config) == "natural" and not source_of(config).at_sites:
         return len(load_dataset(source_of(config)).site_names)
     return config.sites
 
@@ -257,32 +257,49 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
     progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
     for unit, outcome in zip(units, run_federated(experiments, site_count(config), progress, ray_address)):
-        yield unit, _federated_records(unit, outcome)
+        yield unit, federated_records(unit, outcome)
 
 
-def _federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:
+def federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:
+    """The table rows of one federated experiment: metrics of the global model after every round (per site and
+    with the audit for the final one), its cost per round, and each site's epsilon."""
     experiment = outcome.experiment
-    sites = build_sites(experiment.split)
-    preprocessor = outcome.preprocessor
-    model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
+    if outcome.site_predictions:  # a deployment: the sites scored the models on their own test rows
+        site_names = [site.name for site in outcome.site_predictions]
+        labels = [site.labels for site in outcome.site_predictions]
+
+        def evaluate(round_: int, final: bool) -> Evaluated:
+            probabilities = [site.by_round[round_] for site in outcome.site_predictions]
+            return evaluate_predictions(site_names, labels, probabilities, per_site=final)
+    else:
+        sites = build_sites(experiment.split)
+        site_names = [site.name for site in sites]
+        preprocessor = outcome.preprocessor
+        model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
+
+        def evaluate(round_: int, final: bool) -> Evaluated:
+            model.load_state_dict(outcome.round_states[round_])
+            evaluated = evaluate_shared_model(model, preprocessor, sites, per_site=final)
+            if final:
+                canaries = canaries_for(sites, experiment.canaries, experiment.seed, preprocessor.width)
+                evaluated.rows += audit_rows(model, canaries, experiment.delta)
+            return evaluated
+
     records: list[dict] = []
     predictions: list[dict] = []
-    for round_, state in sorted(outcome.round_states.items()):
-        model.load_state_dict(state)
+    for round_ in sorted(outcome.round_states):
         # Learning curves need all test rows each round; per-site metrics and predictions only for the final model.
         final = round_ == experiment.rounds
-        evaluated = evaluate_shared_model(model, preprocessor, sites, per_site=final)
+        evaluated = evaluate(round_, final)
         if final:
-            canaries = canaries_for(sites, experiment.canaries, experiment.seed, preprocessor.width)
-            evaluated.rows += audit_rows(model, canaries, experiment.delta)
             predictions = _prediction_records(unit, evaluated.predictions)
         evaluated.rows += [(ALL_SITES, "bytes_sent", outcome.bytes_sent[round_]),
                            (ALL_SITES, "bytes_received", outcome.bytes_received[round_]),
                            (ALL_SITES, "round_seconds", outcome.round_seconds[round_])]
         records += _records(unit, round_, evaluated.rows)
     if experiment.epsilon is not None:
-        rows = [(sites[p].name, "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
-        rows += [(sites[p].name, "noise_multiplier", z) for p, z in sorted(outcome.site_noise.items())]
+        rows = [(site_names[p], "epsilon", eps) for p, eps in sorted(outcome.site_epsilons.items())]
+        rows += [(site_names[p], "noise_multiplier", z) for p, z in sorted(outcome.site_noise.items())]
         rows.append((ALL_SITES, "epsilon", max(outcome.site_epsilons.values())))
         records += _records(unit, experiment.rounds, rows)
     return UnitResult(records, predictions)

@@ -39,6 +39,8 @@ class StudyResults:
     reused: int = 0  # results taken from the cache
     trained: int = 0  # results trained in this run
     data: dict = field(default_factory=dict)  # study.data.summary.describe_data of the study's data
+    # Where the federated arms ran: Flower's simulation engine, or its deployment engine (SuperLink + SuperNodes).
+    engine: dict = field(default_factory=lambda: {"name": "simulation"})
 
 
 def format_budget(epsilon: float) -> str:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.config import StudyConfig, build_config
-from study.data.sources import DataError, DataSource, load_dataset
+from study.config import build_config
+from study.data.sources import DataSource, load_dataset
 from study.pipeline import preflight
 from study.run import main
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,8 @@ class SplitError(ValueError):
 
 def resolve_split(source: DataSource, split: str) -> str:
     """'auto' is the data's own sites when it names them, Dirichlet label skew otherwise."""
+    if source.at_sites:
+        return "natural"  # a deployment: each SuperNode is one site
     has_sites = load_dataset(source).site_labels is not None
     if split == "auto":
         return "natural" if has_sites else "dirichlet"
@@ -85,6 +89,17 @@ def build_sites(spec: SplitSpec) -> tuple[Site, ...]:
     )
 
 
+def site_from_file(path: str, name: str, number: int, spec: SplitSpec) -> tuple[Site, Schema]:
+    """A deployed site: its own CSV (a SuperNode's data-path) read under the run's target rule and split into train
+    and test rows exactly as site `number` (1-based) of the same table's natural split would be."""
+    from study.data.user_csv import read_user_csv
+
+    source = dataclasses.replace(spec.source, dataset="csv", path=path, site_column="", public_schema="", sites=1)
+    dataset = read_user_csv(source, one_site=True)
+    site = _split_site(name, dataset.features, dataset.target, spec.test_fraction, spec.seed + number)
+    return site, Schema(dataset.numeric, dataset.categorical)
+
+
 def _split_site(name: str, x: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: int) -> Site:
     """Stratified when each class can appear on both sides; a plain random split otherwise."""
     n_test = int(np.ceil(test_fraction * len(y)))
@@ -111,7 +126,13 @@ def federation_preprocessor(sites: tuple[Site, ...], schema: Schema) -> Preproce
     return Preprocessor.from_stats(SiteStats.combine(site_stats(site, schema) for site in sites), schema)
 
 
-def public_preprocessor(source: DataSource) -> Preprocessor | None:
-    """The preprocessing DP arms use: the dataset's public schema; None if it publishes none."""
+def public_preprocessor(source: DataSource, schema: Schema | None = None) -> Preprocessor | None:
+    """The preprocessing DP arms use: the dataset's public schema; None if it publishes none. In a deployment the
+    server holds no data, only the public schema file and the columns the sites reported (`schema`)."""
+    if source.at_sites and schema is not None:
+        from study.data.user_csv import public_schema_for
+
+        return None if not source.public_schema else Preprocessor.from_public(
+            public_schema_for(Path(source.public_schema), schema), schema)
     dataset = load_dataset(source)
     return None if dataset.public is None else Preprocessor.from_public(dataset.public, schema_of(source))

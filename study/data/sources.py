@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from study.config import StudyConfig
 
 
+# The `data` of a deployment: no file at the coordinator; each site's SuperNode names its own (node config data-path).
+SITE_FILES = "(each site's own file: SuperNode node config data-path)"
+
+
 class DataError(ConfigError):
     """The data cannot be used as given; the message names the file, column or option and the fix."""
 
@@ -40,6 +44,11 @@ class DataSource:
     synthetic_missing: float = 0.1
     synthetic_prevalence: tuple[float, float] = (0.1, 0.4)
     synthetic_seed: int = 0
+
+    @property
+    def at_sites(self) -> bool:
+        """A deployment's data: every site reads its own file; nothing is loaded where the server runs."""
+        return self.dataset == "csv" and self.path == SITE_FILES
 
 
 def source_of(config: StudyConfig) -> DataSource:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.data.preprocess import Schema
 from study.data.sources import Dataset, DataError, DataSource, PublicSchema
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -22,13 +23,15 @@ MAX_MAGNITUDE = 1e15  # sums of squares of larger values lose all precision (or 
 _TRUE_FALSE = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
 
-def read_user_csv(source: DataSource) -> Dataset:
+def read_user_csv(source: DataSource, *, one_site: bool = False) -> Dataset:
+    """The whole table; with `one_site`, one site's own file in a deployment, where a single class is allowed (the
+    federation still has both, and the local arm is not run)."""
     path = Path(source.path)
     payload = _read_bytes(path)
     header, rows, line_numbers = _parse(path, payload)
     table = pd.DataFrame(rows, columns=header, index=line_numbers, dtype=object)
     missing = table.apply(lambda column: column.str.strip().str.lower().isin(MISSING_TOKENS))
-    target, rule = _binary_target(path, table, missing, source)
+    target, rule = _binary_target(path, table, missing, source, one_site)
     site_labels = _site_labels(path, table, missing, source.site_column) if source.site_column else None
     feature_columns = [c for c in header if c not in (source.target, source.site_column)]
     if not feature_columns:
@@ -94,6 +97,21 @@ def read_public_schema(path: Path, features: pd.DataFrame, categorical: list[str
     return schema, payload
 
 
+def target_rule(source: DataSource) -> str:
+    """How the target column becomes 0/1, in words."""
+    if source.positive:
+        return f"positive = {source.target} is {source.positive!r}"
+    if source.positive_above is not None:
+        return f"positive = {source.target} > {source.positive_above:g}"
+    return f"positive = {source.target} is 1"
+
+
+def public_schema_for(path: Path, schema: Schema) -> PublicSchema:
+    """The public schema file checked against the columns the sites reported (a deployment's server has no rows)."""
+    columns = pd.DataFrame(columns=[*schema.numeric, *schema.categorical])
+    return read_public_schema(path, columns, list(schema.categorical))[0]
+
+
 def _short(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -145,7 +163,8 @@ def _parse(path: Path, payload: bytes) -> tuple[list[str], list[list[str]], list
     return header, [row for _, row in lines[1:]], [number for number, _ in lines[1:]]
 
 
-def _binary_target(path: Path, table: pd.DataFrame, missing: pd.DataFrame, source: DataSource) -> tuple[np.ndarray, str]:
+def _binary_target(path: Path, table: pd.DataFrame, missing: pd.DataFrame, source: DataSource,
+                   one_site: bool) -> tuple[np.ndarray, str]:
     column = source.target
     if column not in table.columns:
         raise DataError(f"--target: column {column!r} is not in {path}; columns are {_names(table.columns)}")
@@ -157,22 +176,22 @@ def _binary_target(path: Path, table: pd.DataFrame, missing: pd.DataFrame, sourc
         if not (values == source.positive).any():
             raise DataError(f"--positive: {source.positive!r} never occurs in column {column!r} (values: "
                             f"{_names(sorted(values.unique()))}); give one of those")
-        target, rule = (values == source.positive), f"positive = {column} is {source.positive!r}"
+        target = values == source.positive
     elif source.positive_above is not None:
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.isna().any():
             line = _first_line(numbers.isna())
             raise DataError(f"--positive-above: column {column!r} is not numeric (line {line}: "
                             f"{values[numbers.isna()].iloc[0][:40]!r}); use --positive VALUE instead")
-        target, rule = (numbers > source.positive_above), f"positive = {column} > {source.positive_above:g}"
+        target = numbers > source.positive_above
     else:
         codes = values.str.lower().map(_TRUE_FALSE)
         if codes.isna().any():
             raise DataError(f"--target: column {column!r} is not coded 0/1 (values: {_names(sorted(values.unique()))}); "
                             "say which value is positive with --positive VALUE or --positive-above NUMBER")
-        target, rule = codes == 1, f"positive = {column} is 1"
-    target = target.to_numpy(dtype=np.int64)
-    if target.min() == target.max():
+        target = codes == 1
+    target, rule = target.to_numpy(dtype=np.int64), target_rule(source)
+    if target.min() == target.max() and not one_site:
         which = "positive" if target[0] else "negative"
         raise DataError(f"--target: every row of {path} is {which} under the rule '{rule}'; the study needs both "
                         "classes: check --target, --positive or --positive-above")

@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from study.audit import canaries_for, with_canaries
-from study.data.preprocess import Preprocessor
-from study.data.sites import Site, build_sites, schema_of, site_stats
+from study.config import ConfigError
+from study.data.preprocess import Preprocessor, Schema
+from study.data.sites import Site, build_sites, schema_of, site_from_file, site_stats
 from study.federation.protocol import FederatedExperiment, split_from_config
-from study.models import build_model
+from study.models import build_model, predict_proba
 from study.privacy import HistoryEntry, calibrate_noise, epsilon_spent
 from study.training import PrivateTraining, batch_plan, fit
 
 app = ClientApp()
 
 
-def _local_site(config: ConfigRecord, context: Context) -> tuple[int, Site]:
+class SiteDataError(RuntimeError):
+    """A deployed site cannot use its data file; the message names the site and the fix, and reaches the server."""
+
+
+def _local_site(config: ConfigRecord, context: Context) -> tuple[int, Site, Schema]:
+    """This node's site: in a deployment its own CSV (node config data-path); in the simulation its partition."""
     partition = int(context.node_config["partition-id"])
-    return partition, build_sites(split_from_config(config))[partition]
+    split = split_from_config(config)
+    if not split.source.at_sites:
+        return partition, build_sites(split)[partition], schema_of(split.source)
+    name = str(context.node_config.get("site-name", f"site {partition + 1}"))
+    if "data-path" not in context.node_config:
+        raise SiteDataError(f"site {name!r} has no data file: start its SuperNode with --node-config "
+                            "'data-path=\"/path/to/site.csv\" partition-id=N site-name=\"...\"'")
+    try:
+        site, schema = site_from_file(str(context.node_config["data-path"]), name, partition + 1, split)
+    except ConfigError as error:
+        raise SiteDataError(f"site {name!r}: {str(error).removeprefix('--data: ')}") from None
+    return partition, site, schema
 
 
 def _training_rows(experiment: FederatedExperiment, preprocessor: Preprocessor, partition: int,
                    site: Site) -> tuple[np.ndarray, np.ndarray]:
     """The site's preprocessed training rows; the canary site adds the canaries the audit will look for."""
-    canaries = canaries_for(build_sites(experiment.split), experiment.canaries, experiment.seed, preprocessor.width)
+    canaries = (canaries_for(build_sites(experiment.split), experiment.canaries, experiment.seed, preprocessor.width)
+                if experiment.canaries else None)
     return with_canaries(preprocessor.transform(site.x_train), site.y_train, partition, canaries)
 
 
@@ -35,9 +55,17 @@ def site_statistics(msg: Message, context: Context) -> Message:
     """Counts, sums, sums of squares and category counts of the site's training rows: what the server needs for
     the federation's shared preprocessing."""
     config = msg.content["config"]
-    partition, site = _local_site(config, context)
-    stats = site_stats(site, schema_of(split_from_config(config).source))
-    reply = ConfigRecord({"partition-id": partition, "stats": stats.to_json()})
+    partition, site, schema = _local_site(config, context)
+    reply = ConfigRecord({
+        "partition-id": partition,
+        "site-name": site.name,
+        "schema": json.dumps({"numeric": schema.numeric, "categorical": schema.categorical}),
+        # Row and case counts of both parts: what the report's data-split table shows.
+        "rows": [len(site.y_train), len(site.y_test)],
+        "positives": [int(site.y_train.sum()), int(site.y_test.sum())],
+    })
+    if bool(config["want-stats"]):  # never asked for the DP arms, which preprocess with public bounds
+        reply["stats"] = site_stats(site, schema).to_json()
     return Message(RecordDict({"stats": reply}), reply_to=msg)
 
 
@@ -47,7 +75,7 @@ def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(1)
     config = msg.content["config"]
     experiment, preprocessor = FederatedExperiment.from_config(config)
-    partition, site = _local_site(config, context)
+    partition, site, _ = _local_site(config, context)
     server_round = int(config["server-round"])
     features, labels = _training_rows(experiment, preprocessor, partition, site)
     model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
@@ -77,6 +105,25 @@ def train(msg: Message, context: Context) -> Message:
             metrics["epsilon"] = epsilon_spent(history, delta=experiment.delta, accountant=experiment.accountant)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
     return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """The site's predictions for its own test rows under each global model sent (one per round), and their
+    labels: the server computes the same metrics from them as the simulation computes from all sites' rows."""
+    torch.set_num_threads(1)
+    config = msg.content["config"]
+    experiment, preprocessor = FederatedExperiment.from_config(config)
+    partition, site, _ = _local_site(config, context)
+    model = build_model(experiment.model, preprocessor.width, hidden=experiment.mlp_hidden, seed=experiment.seed)
+    features = preprocessor.transform(site.x_test)
+    predictions = {}
+    for name, arrays in msg.content.array_records.items():
+        model.load_state_dict(arrays.to_torch_state_dict())
+        predictions[name] = Array(predict_proba(model, features).numpy())
+    predictions["labels"] = Array(np.asarray(site.y_test, dtype=np.int64))
+    site_record = ConfigRecord({"partition-id": partition, "site-name": site.name})
+    return Message(RecordDict({"predictions": ArrayRecord(predictions), "site": site_record}), reply_to=msg)
 
 
 def _site_privacy(experiment: FederatedExperiment, n_rows: int, context: Context) -> PrivateTraining:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,8 +20,8 @@ from flwr.serverapp.strategy import (
     FedYogi,
 )
 
-from study.data.preprocess import Preprocessor, SiteStats
-from study.data.sites import SplitSpec, public_preprocessor, schema_of
+from study.data.preprocess import Preprocessor, Schema, SiteStats
+from study.data.sites import SplitSpec, public_preprocessor
 from study.federation.protocol import FederatedExperiment, split_to_config
 from study.models import build_model
 from study.privacy import calibrate_noise, epsilon_spent
@@ -154,6 +155,28 @@ def _clip_update(model: list[np.ndarray], start: list[np.ndarray], clipping_norm
     return [(s + u * scale).astype(m.dtype) for m, s, u in zip(model, start, updates, strict=True)]
 
 
+@dataclass(frozen=True)
+class SiteReport:
+    """What a site tells the server before training: its name, columns, row counts and (if asked) statistics."""
+
+    partition: int
+    name: str
+    schema: Schema
+    rows: tuple[int, int]  # training rows, test rows
+    positives: tuple[int, int]
+    stats: SiteStats | None
+
+
+@dataclass(frozen=True)
+class SitePredictions:
+    """A deployed site's test labels and its predicted probabilities under each round's global model."""
+
+    partition: int
+    name: str
+    labels: np.ndarray
+    by_round: dict[int, np.ndarray]
+
+
 @dataclass
 class FederatedOutcome:
     """The global model after every round, and what each site reported while training it."""
@@ -168,6 +191,8 @@ class FederatedOutcome:
     # Payload bytes of model parameters per round: the global model to every site, and the sites' models back.
     bytes_sent: dict[int, int] = field(default_factory=dict)
     bytes_received: dict[int, int] = field(default_factory=dict)
+    site_reports: list[SiteReport] = field(default_factory=list)
+    site_predictions: list[SitePredictions] = field(default_factory=list)  # a deployment's evaluation, site order
 
 
 def build_server_app(
@@ -184,30 +209,37 @@ def build_server_app(
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            _run_all(grid)
+            outcomes.extend(run_experiments(grid, experiments, n_sites, progress))
         except SiteFailure as failure:
             failures.append(failure)
 
-    def _run_all(grid: Grid) -> None:
-        # The simulation's in-memory grid checks for replies every 0.1 s by default (its `pull_interval`): a fifth
-        # of a round's wall time for these small models. Checking every 10 ms costs nothing measurable.
-        if hasattr(grid, "pull_interval"):
-            grid.pull_interval = min(grid.pull_interval, 0.01)
-        node_ids = _wait_for_sites(grid, n_sites)
-        preprocessors: dict[tuple[SplitSpec, bool], Preprocessor] = {}
-        started = time.perf_counter()
-        for number, experiment in enumerate(experiments, start=1):
-            private = experiment.epsilon is not None
-            if (experiment.split, private) not in preprocessors:
-                preprocessors[experiment.split, private] = (
-                    _public_preprocessor(experiment.split) if private
-                    else _federation_preprocessor(grid, node_ids, experiment.split)
-                )
-            progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}"
-                     + _time_left(time.perf_counter() - started, number - 1, len(experiments)))
-            outcomes.append(_run_experiment(grid, experiment, preprocessors[experiment.split, private], n_sites))
-
     return app
+
+
+def run_experiments(grid: Grid, experiments: list[FederatedExperiment], n_sites: int, progress: Progress, *,
+                    evaluate_at_sites: bool = False) -> Iterator[FederatedOutcome]:
+    """Run the experiments one after another on the sites of `grid`. With `evaluate_at_sites` (a deployment, where
+    the server holds no test rows), each site also scores every round's global model on its own test rows."""
+    # The simulation's in-memory grid checks for replies every 0.1 s by default (its `pull_interval`): a fifth
+    # of a round's wall time for these small models. Checking every 10 ms costs nothing measurable.
+    if hasattr(grid, "pull_interval"):
+        grid.pull_interval = min(grid.pull_interval, 0.01)
+    node_ids = wait_for_sites(grid, n_sites)
+    prepared: dict[tuple[SplitSpec, bool], tuple[Preprocessor, list[SiteReport]]] = {}
+    started = time.perf_counter()
+    for number, experiment in enumerate(experiments, start=1):
+        private = experiment.epsilon is not None
+        if (experiment.split, private) not in prepared:
+            reports = ask_sites(grid, node_ids, experiment.split, want_stats=not private)
+            prepared[experiment.split, private] = shared_preprocessor(experiment.split, reports, private), reports
+        progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}"
+                 + _time_left(time.perf_counter() - started, number - 1, len(experiments)))
+        preprocessor, reports = prepared[experiment.split, private]
+        outcome = _run_experiment(grid, experiment, preprocessor, n_sites)
+        outcome.site_reports = reports
+        if evaluate_at_sites:
+            outcome.site_predictions = _site_predictions(grid, node_ids, outcome)
+        yield outcome
 
 
 def _time_left(elapsed: float, done: int, total: int) -> str:
@@ -215,38 +247,84 @@ def _time_left(elapsed: float, done: int, total: int) -> str:
     return f" (about {elapsed / done * (total - done):.0f} s left)" if done else ""
 
 
-def _wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[int]:
+def wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while len(node_ids := sorted(grid.get_node_ids())) < n_sites:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(node_ids)} of {n_sites} sites connected within {timeout:.0f} s")
+            raise SiteFailure(f"only {len(node_ids)} of {n_sites} sites connected within {timeout:.0f} s; start a "
+                              "SuperNode for every site (or set sites to the number running)")
         time.sleep(0.2)
-    return node_ids
+    return node_ids[:n_sites]
 
 
-def _public_preprocessor(split: SplitSpec) -> Preprocessor:
-    """DP experiments preprocess with the public schema: no statistic of any site is released for them."""
-    preprocessor = public_preprocessor(split.source)
-    if preprocessor is None:
-        raise RuntimeError(f"{split.source.dataset} publishes no schema; DP experiments cannot preprocess without it")
-    return preprocessor
+def _failure_line(reason: str) -> str:
+    """The last line of a site's error (its exception message), without Flower's traceback."""
+    return (reason.strip().splitlines() or ["no reason given"])[-1]
 
 
-def _federation_preprocessor(grid: Grid, node_ids: list[int], split: SplitSpec) -> Preprocessor:
-    """Ask every site for its training-row statistics and combine them: the federation's shared preprocessing."""
-    messages = [
-        Message(RecordDict({"config": ConfigRecord(split_to_config(split))}), dst_node_id=node, message_type=MessageType.QUERY)
-        for node in node_ids
-    ]
-    parts = []
-    for reply in grid.send_and_receive(messages):
-        if reply.has_error():
-            raise RuntimeError(f"a site failed to report its statistics: {reply.error.reason}")
-        parts.append((int(reply.content["stats"]["partition-id"]), SiteStats.from_json(str(reply.content["stats"]["stats"]))))
-    if len(parts) != len(node_ids):
-        raise RuntimeError(f"only {len(parts)} of {len(node_ids)} sites reported their statistics")
-    combined = SiteStats.combine(stats for _, stats in sorted(parts, key=lambda part: part[0]))
-    return Preprocessor.from_stats(combined, schema_of(split.source))
+def _ask_all(grid: Grid, node_ids: list[int], content: RecordDict, message_type: str, what: str) -> list[Message]:
+    """One message to every site; their replies, or a SiteFailure naming the first site that failed."""
+    messages = [Message(content, dst_node_id=node, message_type=message_type) for node in node_ids]
+    replies = list(grid.send_and_receive(messages))
+    failed = [reply for reply in replies if reply.has_error()]
+    if failed:
+        reasons = "; ".join(sorted(_failure_line(reply.error.reason) for reply in failed))
+        raise SiteFailure(f"{len(failed)} of {len(node_ids)} sites failed to {what}: {reasons}")
+    if len(replies) != len(node_ids):
+        raise SiteFailure(f"only {len(replies)} of {len(node_ids)} sites replied when asked to {what}")
+    return replies
+
+
+def ask_sites(grid: Grid, node_ids: list[int], split: SplitSpec, *, want_stats: bool) -> list[SiteReport]:
+    """Every site's report, in site order."""
+    config = ConfigRecord({**split_to_config(split), "want-stats": want_stats})
+    reports = []
+    for reply in _ask_all(grid, node_ids, RecordDict({"config": config}), MessageType.QUERY, "report its data"):
+        record = reply.content["stats"]
+        schema = json.loads(str(record["schema"]))
+        reports.append(SiteReport(
+            partition=int(record["partition-id"]), name=str(record["site-name"]),
+            schema=Schema(tuple(schema["numeric"]), tuple(schema["categorical"])),
+            rows=tuple(int(n) for n in record["rows"]), positives=tuple(int(n) for n in record["positives"]),
+            stats=SiteStats.from_json(str(record["stats"])) if "stats" in record else None,
+        ))
+    reports.sort(key=lambda report: report.partition)
+    if [report.partition for report in reports] != list(range(len(node_ids))):
+        raise SiteFailure(f"the sites' partition-ids are {[r.partition for r in reports]}; give the {len(node_ids)} "
+                          f"SuperNodes partition-id 0 to {len(node_ids) - 1}, each once")
+    return reports
+
+
+def shared_preprocessor(split: SplitSpec, reports: list[SiteReport], private: bool) -> Preprocessor:
+    """DP experiments preprocess with the public schema (no statistic of any site is released for them); the others
+    with the sites' combined training-row statistics: the federation's shared preprocessing."""
+    schema = reports[0].schema
+    differing = [report.name for report in reports if report.schema != schema]
+    if differing:
+        raise SiteFailure(f"site {differing[0]!r} has other columns (or column kinds) than site {reports[0].name!r}; "
+                          "every site's file needs the same columns with the same kind of values")
+    if private:
+        preprocessor = public_preprocessor(split.source, schema)
+        if preprocessor is None:
+            raise RuntimeError(f"{split.source.dataset} publishes no schema; DP experiments cannot preprocess without it")
+        return preprocessor
+    return Preprocessor.from_stats(SiteStats.combine(report.stats for report in reports), schema)
+
+
+def _site_predictions(grid: Grid, node_ids: list[int], outcome: FederatedOutcome) -> list[SitePredictions]:
+    """Each site's predictions for its test rows under every round's global model, in site order."""
+    content = RecordDict({f"round-{round_}": ArrayRecord(state) for round_, state in outcome.round_states.items()})
+    content["config"] = outcome.experiment.to_config(outcome.preprocessor)
+    replies = _ask_all(grid, node_ids, content, MessageType.EVALUATE, "score the global models")
+    predictions = []
+    for reply in replies:
+        arrays = reply.content["predictions"]
+        predictions.append(SitePredictions(
+            partition=int(reply.content["site"]["partition-id"]), name=str(reply.content["site"]["site-name"]),
+            labels=arrays["labels"].numpy(),
+            by_round={round_: arrays[f"round-{round_}"].numpy() for round_ in outcome.round_states},
+        ))
+    return sorted(predictions, key=lambda site: site.partition)
 
 
 def _strategy(experiment: FederatedExperiment, **settings) -> FedAvg:

@@ -12,13 +12,14 @@ import pandas as pd
 
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
+from study.report import page_templates
 from study.report.figures import MODEL_NAMES, Figure
 from study.report.tables import (audit_table, comparison_table, format_estimate, privacy_table, protection_table,
                                  results_table, strategy_table)
 from study.results import final_results, format_budget, summarize
 
 TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("study.report", "templates"),
+    loader=jinja2.DictLoader({"report.html.j2": page_templates.REPORT, "runs.html.j2": page_templates.RUNS_INDEX}),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
@@ -76,7 +77,9 @@ def with_data_summary(metadata: dict[str, Any]) -> dict[str, Any]:
         return metadata
     config = metadata["config"]
     data = {"name": config["dataset"], "description": metadata.get("dataset_description", ""),
-            "target_rule": "positive = malignant", "split": config["split"], "sites": config["sites"],
+            "target_rule": "positive = malignant",
+            # Breast cancer names no sites, so "auto" was a Dirichlet split.
+            "split": "dirichlet" if config["split"] == "auto" else config["split"], "sites": config["sites"],
             "site_names": [], "columns": [], "model_inputs": metadata.get("n_features"), "dropped": [],
             "indicators": [], "public_inputs": metadata.get("n_features"),
             "public_schema": "the minimum and maximum of each feature published in the dataset's documentation"}

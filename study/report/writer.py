@@ -43,6 +43,7 @@ def build_metadata(results: StudyResults, command: str, started: datetime) -> di
         "results_trained": results.trained,
         "results_reused": results.reused,
         "data": results.data,
+        "engine": results.engine,
         "dataset_description": results.data["description"],
         "n_features": len(results.data["columns"]),
     }

@@ -1,4 +1,8 @@
-<!DOCTYPE html>
+"""The report's jinja2 templates (autoescaped HTML). They live in Python, not in .j2 files, because a Flower App
+bundle carries only code and text files (.py, .toml, .md, ...): a deployment's coordinator renders the report from
+the bundle."""
+
+REPORT = r"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -30,6 +34,13 @@
 {{ config.seeds | length }} seed(s) · wall time {{ "%.0f" | format(metadata.seconds.total) }} s
 {%- if metadata.get("results_reused") %} · {{ metadata.results_reused }} of {{ metadata.results_reused + metadata.results_trained }}
 results reused from earlier runs with the same settings{% endif %}</p>
+{% set engine = metadata.get("engine") or {"name": "simulation"} %}
+{% if engine.name == "deployment" %}<p class="note"><strong>Run on Flower's deployment engine</strong>: a SuperLink
+and {{ engine.supernodes }} SuperNodes, one per hospital, each reading its own file on its own machine; {{ engine.rounds }}
+round(s). Only federated arms run in a deployment (pooled and local training would need the rows in one place or a
+study process at each site). The sites scored every round's global model on their own test rows and sent back the
+predicted probabilities and true labels of those test rows, which is all the metrics below are computed from; the
+test labels are not protected by differential privacy. No canary audit runs in a deployment.</p>{% endif %}
 
 <section id="headline" class="headline">
   <h2 style="border:0;margin-top:.3em">Headline</h2>
@@ -206,3 +217,32 @@ Machine: {{ metadata.machine }}.</p>
 </section>
 </body>
 </html>
+"""
+
+RUNS_INDEX = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>fedstudy runs</title>
+<style>
+  body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1500px; margin: 2em auto; padding: 0 1em; color: #1d2330; }
+  table { border-collapse: collapse; font-size: .92em; }
+  th, td { border: 1px solid #d6dae3; padding: .3em .6em; text-align: left; }
+  td { white-space: nowrap; }
+  th { background: #f5f6f8; }
+</style>
+</head>
+<body>
+<h1>fedstudy runs</h1>
+<p>Every run in this folder, newest first. Test accuracy on all sites' test rows, mean over seeds (± half-width of
+the 95% confidence interval). Open a run for its full report.</p>
+{% if runs %}
+<table>
+  <thead><tr>{% for key in runs[0].keys() %}<th>{{ key }}</th>{% endfor %}</tr></thead>
+  <tbody>{% for row in runs %}<tr>{% for key, value in row.items() %}<td>{% if key == "run" %}<a href="{{ value }}/index.html">{{ value }}</a>{% else %}{{ value }}{% endif %}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table>
+{% else %}<p>No finished runs yet: <code>python -m study.run</code> writes one.</p>{% endif %}
+</body>
+</html>
+"""
