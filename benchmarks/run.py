@@ -103,7 +103,7 @@ def engine_overhead() -> list[Figure]:
     units = [Unit("federated", model, 0) for model in config.models]
     floor = sum(in_process_federated_seconds(config, unit) for unit in units)
     started = time.perf_counter()
-    outcomes = run_federated([federated_experiment(config, unit) for unit in units], config.sites, lambda _: None)
+    outcomes = run_federated([federated_experiment(config, unit) for unit in units], lambda _: None)
     with_start = time.perf_counter() - started
     engine = sum(outcome.seconds for outcome in outcomes)
     return [Figure("engine: in-process floor (same steps, one process)", floor, "s"),

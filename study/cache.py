@@ -31,6 +31,7 @@ class Unit:
     model: str
     seed: int
     epsilon: float | None = None
+    sites: int | None = None  # the scaling sweep's number of sites; None: the study's own sites
 
     @property
     def private(self) -> bool:
@@ -50,7 +51,8 @@ def code_fingerprint() -> str:
 def unit_key(config: StudyConfig, unit: Unit) -> str:
     fields = _SHARED_FIELDS + (_PRIVACY_FIELDS if unit.private else ())
     described = {
-        "unit": [unit.arm, unit.model, unit.seed, None if unit.epsilon is None else repr(unit.epsilon)],
+        "unit": [unit.arm, unit.model, unit.seed, None if unit.epsilon is None else repr(unit.epsilon)]
+        + ([] if unit.sites is None else [unit.sites]),
         "config": {name: getattr(config, name) for name in fields},
         "data": load_dataset(source_of(config)).fingerprint,  # the files' content, wherever they are
         "code": code_fingerprint(),

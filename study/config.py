@@ -22,6 +22,12 @@ DP_ARMS = ("centralized-dp", "federated-dp", "federated-client-dp")
 STRATEGY_ARMS = {"fedavg": "federated", "fedprox": "federated-fedprox", "fedadam": "federated-fedadam",
                  "fedyogi": "federated-fedyogi"}
 FEDERATED_ARMS = ("federated", "federated-dp", "federated-iid", "federated-client-dp", *list(STRATEGY_ARMS.values())[1:])
+# Not an arm a user picks: a short FedAvg run of logistic regression on an IID split into 2, 5 and 10 sites, timed
+# only, so the report can show how the time per round grows with the number of sites.
+SCALING_ARM = "federated-scaling"
+SCALING_SITES = (2, 5, 10)
+SCALING_ROUNDS = 3
+SCALING_MIN_ROWS_PER_SITE = 20
 
 
 def strategy_of(arm: str) -> str:

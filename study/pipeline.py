@@ -16,7 +16,8 @@ from study.arms import SeedData, audit_rows, centralized, local_only, train_sett
 from study.audit import canaries_for, canary_site
 from study.background import BackgroundWork
 from study.cache import ResultCache, Unit
-from study.config import CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, STRATEGY_ARMS, ConfigError, StudyConfig, strategy_of
+from study.config import (CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, SCALING_ARM, SCALING_MIN_ROWS_PER_SITE, SCALING_ROUNDS,
+                          SCALING_SITES, STRATEGY_ARMS, ConfigError, StudyConfig, strategy_of)
 from study.data.partition import MIN_SITE_ROWS
 from study.data.sites import (SplitError, SplitSpec, build_sites, federation_preprocessor, public_preprocessor,
                               resolve_split, schema_of)
@@ -55,7 +56,7 @@ def run_study(
     # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
     # wall time waiting on Flower's message polling, so the cores are free for them.
     in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress))
-    federated_units = [u for u in units if u.arm in FEDERATED_ARMS and u not in done]
+    federated_units = [u for u in units if _federated(u) and u not in done]
     for unit, result in _federated_arms(config, federated_units, progress, ray_address):
         done[unit] = result
         cache.store(config, unit, result)
@@ -76,8 +77,8 @@ def run_study(
     )
 
 
-def plan_units(config: StudyConfig) -> list[Unit]:
-    """Every result the config asks for, in report order."""
+def plan_units(config: StudyConfig, *, scaling: bool = True) -> list[Unit]:
+    """Every result the config asks for, in report order; with `scaling`, the timing sweep over site counts."""
     iid = study_split(config) == "iid"
     units = []
     for seed in config.seeds:
@@ -90,6 +91,10 @@ def plan_units(config: StudyConfig) -> list[Unit]:
                     continue
                 budgets = config.epsilons if arm in DP_ARMS else (None,)
                 units += [Unit(arm, model, seed, epsilon) for epsilon in budgets]
+    if scaling and "federated" in config.arms:
+        rows = load_dataset(source_of(config)).n_rows
+        units += [Unit(SCALING_ARM, "lr", config.seeds[0], sites=sites) for sites in SCALING_SITES
+                  if rows >= SCALING_MIN_ROWS_PER_SITE * sites]
     return units
 
 
@@ -167,10 +172,15 @@ def _check_budgets(config: StudyConfig, data: SeedData) -> None:
         )
 
 
-def split_spec(config: StudyConfig, seed: int, arm: str | None = None) -> SplitSpec:
-    """The sites of a seed: the study's split, or an IID split of the same data for a contrast arm."""
-    split = "iid" if arm in CONTRAST_ARMS else study_split(config)
-    return SplitSpec(source_of(config), site_count(config), split, config.alpha, config.test_fraction, seed)
+def _federated(unit: Unit) -> bool:
+    return unit.arm in FEDERATED_ARMS or unit.arm == SCALING_ARM
+
+
+def split_spec(config: StudyConfig, seed: int, arm: str | None = None, sites: int | None = None) -> SplitSpec:
+    """The sites of a seed: the study's split, or an IID split of the same data for a contrast arm (or into
+    `sites` sites for the scaling sweep)."""
+    split = "iid" if arm in CONTRAST_ARMS or sites is not None else study_split(config)
+    return SplitSpec(source_of(config), sites or site_count(config), split, config.alpha, config.test_fraction, seed)
 
 
 def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
@@ -189,8 +199,9 @@ def describe_split(data: SeedData, canary_count: int) -> pd.DataFrame:
 def federated_experiment(config: StudyConfig, unit: Unit) -> FederatedExperiment:
     local = train_settings(config, config.local_epochs)
     return FederatedExperiment(
-        arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon, split=split_spec(config, unit.seed, unit.arm),
-        local=local, rounds=config.rounds, delta=config.delta, accountant=config.accountant,
+        arm=unit.arm, model=unit.model, seed=unit.seed, epsilon=unit.epsilon,
+        split=split_spec(config, unit.seed, unit.arm, unit.sites), local=local,
+        rounds=SCALING_ROUNDS if unit.arm == SCALING_ARM else config.rounds, delta=config.delta, accountant=config.accountant,
         mlp_hidden=config.mlp_hidden, site_clip_norm=config.site_clip_norm,
         client_clipping=config.client_clipping, canaries=config.canaries, strategy=strategy_of(unit.arm),
         proximal_mu=config.proximal_mu, server_learning_rate=config.server_learning_rate,
@@ -226,7 +237,7 @@ def _train_in_process_arms(config: StudyConfig, seeds: list[SeedData], units: li
     torch.set_num_threads(1)  # tiny models: one thread is as fast, leaves a core to the sites, and is the same everywhere
     for data in seeds:
         for unit in units:
-            if unit.seed == data.seed and unit.arm not in FEDERATED_ARMS and unit not in done:
+            if unit.seed == data.seed and not _federated(unit) and unit not in done:
                 result = _train_in_process(config, data, unit, progress)
                 cache.store(config, unit, result)
                 done[unit] = result
@@ -256,7 +267,7 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
 
     progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
-    for unit, outcome in zip(units, run_federated(experiments, site_count(config), progress, ray_address)):
+    for unit, outcome in zip(units, run_federated(experiments, progress, ray_address)):
         yield unit, federated_records(unit, outcome)
 
 
@@ -264,6 +275,10 @@ def federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:
     """The table rows of one federated experiment: metrics of the global model after every round (per site and
     with the audit for the final one), its cost per round, and each site's epsilon."""
     experiment = outcome.experiment
+    if experiment.arm == SCALING_ARM:  # timed only: how a round's cost grows with the number of sites
+        sites = f"{experiment.split.n_sites} sites"
+        return UnitResult([record for round_, seconds in sorted(outcome.round_seconds.items())
+                           for record in _records(unit, round_, [(sites, "round_seconds", seconds)])], [])
     if outcome.site_predictions:  # a deployment: the sites scored the models on their own test rows
         site_names = [site.name for site in outcome.site_predictions]
         labels = [site.labels for site in outcome.site_predictions]

@@ -73,7 +73,7 @@ def test_results_table_is_long_format_with_every_arm(small_run):
     table = pd.read_csv(run_dir / "results.csv")
     assert list(table.columns) == COLUMNS
     assert set(table["arm"]) == {"centralized", "local", "federated", "centralized-dp", "federated-dp",
-                                 "centralized-iid", "federated-iid"}
+                                 "centralized-iid", "federated-iid", "federated-scaling"}
     assert set(table["model"]) == {"lr", "mlp"}
     assert set(table.loc[table["arm"] == "federated", "round"].dropna()) == {1, 2, 3}
     assert table.loc[table["metric"] == "epsilon", "value"].between(1.6, 2.0).all()
@@ -93,7 +93,7 @@ def test_identical_rerun_reuses_every_result(small_run, tmp_path):
     reports, _ = small_run
     shutil.copytree(reports / ".cache", tmp_path / ".cache")
     done = _run_cli(tmp_path)
-    assert "0 results trained, 14 reused" in done.stderr
+    assert "0 results trained, 17 reused" in done.stderr  # 14 of the arms and 3 of the scaling sweep
     assert "Flower simulation" not in done.stderr
     (first,), (again,) = _run_folders(reports), _run_folders(tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(first / "results.csv"), pd.read_csv(again / "results.csv"))

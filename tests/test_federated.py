@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from study.config import StudyConfig
+from study.config import SCALING_ARM, SCALING_ROUNDS, SCALING_SITES, StudyConfig
 from study.data.sites import build_sites, federation_preprocessor, public_preprocessor, schema_of
 from study.data.sources import source_of
 from study.evaluation import ALL_SITES
@@ -28,8 +28,8 @@ def run_keeping_outcomes(config: StudyConfig):
     """run_study, with the raw federated outcomes kept in `results.outcomes`."""
     outcomes = []
 
-    def keep_outcomes(experiments, n_sites, progress, ray_address=None):
-        outcomes.extend(real_run_federated(experiments, n_sites, progress, ray_address))
+    def keep_outcomes(experiments, progress, ray_address=None):
+        outcomes.extend(real_run_federated(experiments, progress, ray_address))
         return outcomes
 
     real_run_federated = simulation.run_federated
@@ -38,6 +38,21 @@ def run_keeping_outcomes(config: StudyConfig):
         results = run_study(config)
     results.outcomes = outcomes
     return results
+
+
+def _study_outcomes(results) -> list:
+    """The outcomes of the study's arms (the scaling sweep splits the data its own way)."""
+    return [outcome for outcome in results.outcomes if outcome.experiment.arm != SCALING_ARM]
+
+
+def test_the_scaling_sweep_times_rounds_for_2_5_and_10_sites(iid_study):
+    config, results = iid_study
+    sweep = results.table[results.table["arm"] == SCALING_ARM]
+    assert set(sweep["metric"]) == {"round_seconds"} and (sweep["value"] > 0).all()
+    assert sweep.groupby("site")["round"].apply(sorted).to_dict() == {
+        f"{sites} sites": list(range(1, SCALING_ROUNDS + 1)) for sites in SCALING_SITES}
+    sizes = {outcome.experiment.split.n_sites for outcome in results.outcomes if outcome.experiment.arm == SCALING_ARM}
+    assert sizes == set(SCALING_SITES)
 
 
 def _final(results, arm, metric, site=ALL_SITES, epsilon=None):
@@ -86,7 +101,7 @@ def test_federated_scaling_comes_from_site_statistics_and_dp_scaling_from_public
     source = source_of(config)
     pooled = federation_preprocessor(build_sites(split_spec(config, 0)), schema_of(source))
     public = public_preprocessor(source)
-    for outcome in results.outcomes:
+    for outcome in _study_outcomes(results):
         expected = pooled if outcome.experiment.epsilon is None else public
         np.testing.assert_allclose(outcome.preprocessor.center, expected.center)
         np.testing.assert_allclose(outcome.preprocessor.scale, expected.scale)
@@ -138,4 +153,4 @@ def test_strategies_and_mixed_data_run_through_flower(tmp_path, write_uci_files)
     assert probabilities["federated"] != probabilities["federated-fedprox"]
     source = source_of(config)
     expected = federation_preprocessor(build_sites(split_spec(config, 0)), schema_of(source))
-    assert all(outcome.preprocessor == expected for outcome in results.outcomes)
+    assert all(outcome.preprocessor == expected for outcome in _study_outcomes(results))

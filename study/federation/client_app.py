@@ -50,6 +50,13 @@ def _training_rows(experiment: FederatedExperiment, preprocessor: Preprocessor, 
     return with_canaries(preprocessor.transform(site.x_train), site.y_train, partition, canaries)
 
 
+@app.query("identify")
+def identify(msg: Message, context: Context) -> Message:
+    """Which site this node is (its partition-id): the server addresses each experiment's sites by it."""
+    site = ConfigRecord({"partition-id": int(context.node_config["partition-id"])})
+    return Message(RecordDict({"site": site}), reply_to=msg)
+
+
 @app.query()
 def site_statistics(msg: Message, context: Context) -> Message:
     """Counts, sums, sums of squares and category counts of the site's training rows: what the server needs for

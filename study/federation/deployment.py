@@ -38,7 +38,7 @@ def main(grid: Grid, context: Context) -> None:
     config = deployment_config(context.run_config)
     output = Path(str(context.run_config.get(OUTPUT_KEY, "reports"))).expanduser()
     prepare_output(output)
-    units = plan_units(config)
+    units = plan_units(config, scaling=False)
     experiments = [federated_experiment(config, unit) for unit in units]
     log(INFO, "fedstudy: %d federated experiment(s) x %d round(s) on %d sites", len(units), config.rounds, config.sites)
     clock = time.perf_counter()

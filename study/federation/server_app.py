@@ -197,7 +197,7 @@ class FederatedOutcome:
 
 def build_server_app(
     experiments: list[FederatedExperiment],
-    n_sites: int,
+    n_nodes: int,
     outcomes: list[FederatedOutcome],
     failures: list[SiteFailure],
     progress: Progress,
@@ -209,36 +209,44 @@ def build_server_app(
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcomes.extend(run_experiments(grid, experiments, n_sites, progress))
+            outcomes.extend(run_experiments(grid, experiments, n_nodes, progress))
         except SiteFailure as failure:
             failures.append(failure)
 
     return app
 
 
-def run_experiments(grid: Grid, experiments: list[FederatedExperiment], n_sites: int, progress: Progress, *,
+def run_experiments(grid: Grid, experiments: list[FederatedExperiment], n_nodes: int, progress: Progress, *,
                     evaluate_at_sites: bool = False) -> Iterator[FederatedOutcome]:
-    """Run the experiments one after another on the sites of `grid`. With `evaluate_at_sites` (a deployment, where
-    the server holds no test rows), each site also scores every round's global model on its own test rows."""
+    """Run the experiments one after another on the `n_nodes` nodes of `grid`; an experiment of k sites uses the
+    nodes of partition-id 0 to k-1. With `evaluate_at_sites` (a deployment, where the server holds no test rows),
+    each site also scores every round's global model on its own test rows."""
     # The simulation's in-memory grid checks for replies every 0.1 s by default (its `pull_interval`): a fifth
     # of a round's wall time for these small models. Checking every 10 ms costs nothing measurable.
     if hasattr(grid, "pull_interval"):
         grid.pull_interval = min(grid.pull_interval, 0.01)
-    node_ids = wait_for_sites(grid, n_sites)
+    node_of_partition = identify_sites(grid, wait_for_sites(grid, n_nodes))
     prepared: dict[tuple[SplitSpec, bool], tuple[Preprocessor, list[SiteReport]]] = {}
     started = time.perf_counter()
     for number, experiment in enumerate(experiments, start=1):
+        n_sites = experiment.split.n_sites
+        missing = [partition for partition in range(n_sites) if partition not in node_of_partition]
+        if missing:
+            raise SiteFailure(f"no SuperNode has partition-id {missing[0]}; {experiment.key} needs {n_sites} sites, "
+                              f"with partition-id 0 to {n_sites - 1}")
+        node_ids = [node_of_partition[partition] for partition in range(n_sites)]
+        sites_grid = SitesGrid(grid, node_ids)
         private = experiment.epsilon is not None
         if (experiment.split, private) not in prepared:
-            reports = ask_sites(grid, node_ids, experiment.split, want_stats=not private)
+            reports = ask_sites(sites_grid, experiment.split, want_stats=not private)
             prepared[experiment.split, private] = shared_preprocessor(experiment.split, reports, private), reports
         progress(f"federated experiment {number}/{len(experiments)} starting: {experiment.key}"
                  + _time_left(time.perf_counter() - started, number - 1, len(experiments)))
         preprocessor, reports = prepared[experiment.split, private]
-        outcome = _run_experiment(grid, experiment, preprocessor, n_sites)
+        outcome = _run_experiment(sites_grid, experiment, preprocessor, n_sites)
         outcome.site_reports = reports
         if evaluate_at_sites:
-            outcome.site_predictions = _site_predictions(grid, node_ids, outcome)
+            outcome.site_predictions = _site_predictions(sites_grid, outcome)
         yield outcome
 
 
@@ -247,14 +255,39 @@ def _time_left(elapsed: float, done: int, total: int) -> str:
     return f" (about {elapsed / done * (total - done):.0f} s left)" if done else ""
 
 
-def wait_for_sites(grid: Grid, n_sites: int, timeout: float = 300.0) -> list[int]:
+class SitesGrid:
+    """The grid as one experiment sees it: only the nodes of its sites, in site order (Flower's strategies send to
+    every node the grid lists)."""
+
+    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
+        self._grid, self.node_ids = grid, node_ids
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.node_ids)
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
+def wait_for_sites(grid: Grid, n_nodes: int, timeout: float = 300.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < n_sites:
+    while len(node_ids := sorted(grid.get_node_ids())) < n_nodes:
         if time.monotonic() > deadline:
-            raise SiteFailure(f"only {len(node_ids)} of {n_sites} sites connected within {timeout:.0f} s; start a "
+            raise SiteFailure(f"only {len(node_ids)} of {n_nodes} sites connected within {timeout:.0f} s; start a "
                               "SuperNode for every site (or set sites to the number running)")
         time.sleep(0.2)
-    return node_ids[:n_sites]
+    return node_ids
+
+
+def identify_sites(grid: Grid, node_ids: list[int]) -> dict[int, int]:
+    """Node id of each partition-id (a SuperNode's site number); two nodes with one partition-id stop the run."""
+    node_of_partition: dict[int, int] = {}
+    for reply in _ask_all(grid, node_ids, RecordDict(), "query.identify", "say which site it is"):
+        partition = int(reply.content["site"]["partition-id"])
+        if partition in node_of_partition:
+            raise SiteFailure(f"two SuperNodes have partition-id {partition}; give each site its own number")
+        node_of_partition[partition] = reply.metadata.src_node_id
+    return node_of_partition
 
 
 def _failure_line(reason: str) -> str:
@@ -275,11 +308,11 @@ def _ask_all(grid: Grid, node_ids: list[int], content: RecordDict, message_type:
     return replies
 
 
-def ask_sites(grid: Grid, node_ids: list[int], split: SplitSpec, *, want_stats: bool) -> list[SiteReport]:
+def ask_sites(grid: SitesGrid, split: SplitSpec, *, want_stats: bool) -> list[SiteReport]:
     """Every site's report, in site order."""
     config = ConfigRecord({**split_to_config(split), "want-stats": want_stats})
     reports = []
-    for reply in _ask_all(grid, node_ids, RecordDict({"config": config}), MessageType.QUERY, "report its data"):
+    for reply in _ask_all(grid, grid.node_ids, RecordDict({"config": config}), MessageType.QUERY, "report its data"):
         record = reply.content["stats"]
         schema = json.loads(str(record["schema"]))
         reports.append(SiteReport(
@@ -288,11 +321,7 @@ def ask_sites(grid: Grid, node_ids: list[int], split: SplitSpec, *, want_stats: 
             rows=tuple(int(n) for n in record["rows"]), positives=tuple(int(n) for n in record["positives"]),
             stats=SiteStats.from_json(str(record["stats"])) if "stats" in record else None,
         ))
-    reports.sort(key=lambda report: report.partition)
-    if [report.partition for report in reports] != list(range(len(node_ids))):
-        raise SiteFailure(f"the sites' partition-ids are {[r.partition for r in reports]}; give the {len(node_ids)} "
-                          f"SuperNodes partition-id 0 to {len(node_ids) - 1}, each once")
-    return reports
+    return sorted(reports, key=lambda report: report.partition)
 
 
 def shared_preprocessor(split: SplitSpec, reports: list[SiteReport], private: bool) -> Preprocessor:
@@ -311,11 +340,11 @@ def shared_preprocessor(split: SplitSpec, reports: list[SiteReport], private: bo
     return Preprocessor.from_stats(SiteStats.combine(report.stats for report in reports), schema)
 
 
-def _site_predictions(grid: Grid, node_ids: list[int], outcome: FederatedOutcome) -> list[SitePredictions]:
+def _site_predictions(grid: SitesGrid, outcome: FederatedOutcome) -> list[SitePredictions]:
     """Each site's predictions for its test rows under every round's global model, in site order."""
     content = RecordDict({f"round-{round_}": ArrayRecord(state) for round_, state in outcome.round_states.items()})
     content["config"] = outcome.experiment.to_config(outcome.preprocessor)
-    replies = _ask_all(grid, node_ids, content, MessageType.EVALUATE, "score the global models")
+    replies = _ask_all(grid, grid.node_ids, content, MessageType.EVALUATE, "score the global models")
     predictions = []
     for reply in replies:
         arrays = reply.content["predictions"]
@@ -337,7 +366,7 @@ def _strategy(experiment: FederatedExperiment, **settings) -> FedAvg:
     return OrderedFedAvg(**settings)
 
 
-def _run_experiment(grid: Grid, experiment: FederatedExperiment, preprocessor: Preprocessor, n_sites: int) -> FederatedOutcome:
+def _run_experiment(grid: SitesGrid, experiment: FederatedExperiment, preprocessor: Preprocessor, n_sites: int) -> FederatedOutcome:
     outcome = FederatedOutcome(experiment=experiment, preprocessor=preprocessor)
 
     def collect_site_reports(records: list[RecordDict], weighting_key: str) -> MetricRecord:

@@ -16,15 +16,17 @@ from study.federation.protocol import FederatedExperiment
 from study.federation.server_app import FederatedOutcome, Progress, SiteFailure, build_server_app
 
 
-def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress: Progress,
+def run_federated(experiments: list[FederatedExperiment], progress: Progress,
                   ray_address: str | None = None) -> list[FederatedOutcome]:
-    """Train every experiment across `n_sites` simulated SuperNodes; outcomes in experiment order. With
-    `ray_address`, the simulation runs on that existing Ray cluster instead of starting one here."""
+    """Train every experiment on simulated SuperNodes (as many as the largest experiment has sites); outcomes in
+    experiment order. With `ray_address`, the simulation runs on that existing Ray cluster instead of starting one
+    here."""
     if not experiments:
         return []
     outcomes: list[FederatedOutcome] = []
     failures: list[SiteFailure] = []
-    server_app = build_server_app(experiments, n_sites, outcomes, failures, progress)
+    n_nodes = max(experiment.split.n_sites for experiment in experiments)
+    server_app = build_server_app(experiments, n_nodes, outcomes, failures, progress)
     _quiet_engine_notices()
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
@@ -36,7 +38,7 @@ def run_federated(experiments: list[FederatedExperiment], n_sites: int, progress
         run_simulation(
             server_app=server_app,
             client_app=client_app,
-            num_supernodes=n_sites,
+            num_supernodes=n_nodes,
             backend_config={
                 # One CPU per simulated site lets two sites train at once on a 2-core machine.
                 "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

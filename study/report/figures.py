@@ -18,7 +18,7 @@ from scipy import stats  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from study.config import CONTRAST_ARMS, DP_ARMS, STRATEGY_ARMS  # noqa: E402
+from study.config import CONTRAST_ARMS, DP_ARMS, SCALING_ARM, STRATEGY_ARMS  # noqa: E402
 from study.evaluation import ALL_SITES  # noqa: E402
 from study.results import final_results, format_budget  # noqa: E402
 
@@ -220,6 +220,7 @@ def data_split(split: pd.DataFrame) -> Figure:
 
 
 def all_figures(table: pd.DataFrame, split: pd.DataFrame, predictions: pd.DataFrame, metadata: dict) -> list[Figure]:
+    table = table[table["arm"] != SCALING_ARM]  # the scaling sweep is timing only: the comparison table shows it
     sns.set_theme(style="whitegrid", context="notebook")
     candidates = [learning_curves(table), privacy_utility(table), privacy_audit(table), per_site_benefit(table, split),
                   roc_curves(predictions), calibration_curves(predictions),

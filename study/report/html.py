@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from study.config import SCALING_ARM
 from study.evaluation import ALL_SITES
 from study.privacy import ACCOUNTANT_NAMES
 from study.report import page_templates
@@ -88,6 +89,7 @@ def with_data_summary(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], metadata: dict[str, Any]) -> str:
     config = metadata["config"]
+    sweep, table = table[table["arm"] == SCALING_ARM], table[table["arm"] != SCALING_ARM]
     return TEMPLATES.get_template("report.html.j2").render(
         metadata=metadata,
         config=config,
@@ -95,7 +97,7 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         noiseless_budget=any(math.isinf(float(epsilon)) for epsilon in config["epsilons"]),
         results=results_table(table),
         strategies=strategy_table(table),
-        comparison=comparison_table(table, split, metadata),
+        comparison=comparison_table(table, split, metadata, sweep),
         privacy=privacy_table(table),
         protection=protection_table(table, config["arms"], config["delta"], ACCOUNTANT_NAMES[config["accountant"]]),
         audit=audit_table(table),
