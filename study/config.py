@@ -28,6 +28,7 @@ SCALING_ARM = "federated-scaling"
 SCALING_SITES = (2, 5, 10)
 SCALING_ROUNDS = 3
 SCALING_MIN_ROWS_PER_SITE = 20
+SCALING_MAX_ROWS = 20_000  # beyond, the sweep would cost minutes: benchmarks/run.py measures scale instead
 
 
 def strategy_of(arm: str) -> str:

@@ -16,8 +16,9 @@ from study.arms import SeedData, audit_rows, centralized, local_only, train_sett
 from study.audit import canaries_for, canary_site
 from study.background import BackgroundWork
 from study.cache import ResultCache, Unit
-from study.config import (CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, SCALING_ARM, SCALING_MIN_ROWS_PER_SITE, SCALING_ROUNDS,
-                          SCALING_SITES, STRATEGY_ARMS, ConfigError, StudyConfig, strategy_of)
+from study.config import (CONTRAST_ARMS, DP_ARMS, FEDERATED_ARMS, SCALING_ARM, SCALING_MAX_ROWS,
+                          SCALING_MIN_ROWS_PER_SITE, SCALING_ROUNDS, SCALING_SITES, STRATEGY_ARMS, ConfigError,
+                          StudyConfig, strategy_of)
 from study.data.partition import MIN_SITE_ROWS
 from study.data.sites import (SplitError, SplitSpec, build_sites, federation_preprocessor, public_preprocessor,
                               resolve_split, schema_of)
@@ -94,7 +95,7 @@ def plan_units(config: StudyConfig, *, scaling: bool = True) -> list[Unit]:
     if scaling and "federated" in config.arms:
         rows = load_dataset(source_of(config)).n_rows
         units += [Unit(SCALING_ARM, "lr", config.seeds[0], sites=sites) for sites in SCALING_SITES
-                  if rows >= SCALING_MIN_ROWS_PER_SITE * sites]
+                  if SCALING_MIN_ROWS_PER_SITE * sites <= rows <= SCALING_MAX_ROWS]
     return units
 
 

@@ -53,7 +53,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 2
     # Imported after parsing (so --help is instant) and not at module level, so that an interrupt while torch and
     # Flower load is handled by main().
-    from study.federation.server_app import SiteFailure
+    from study.federation.site_queries import SiteFailure
     from study.pipeline import preflight, run_study
     from study.report.writer import write_run
     from study.rundir import CACHE_FOLDER, OutputError, prepare_output

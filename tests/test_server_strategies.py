@@ -3,7 +3,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from study.federation.server_app import OrderedFedAvg, SiteFailure, _clip_update
+from study.federation.site_queries import SiteFailure
+from study.federation.strategies import OrderedFedAvg, _clip_update
 
 
 def test_large_update_is_scaled_to_the_clipping_norm():
@@ -42,7 +43,7 @@ def test_a_failing_site_stops_the_round_instead_of_being_averaged_away():
 
 def test_adaptive_clipping_charges_the_clipped_count_to_the_budget():
     """Update noise and count noise together must be one Gaussian mechanism of the calibrated multiplier z."""
-    from study.federation.server_app import SeededServerSideAdaptiveClipping
+    from study.federation.strategies import SeededServerSideAdaptiveClipping
 
     z = 6.0
     strategy = SeededServerSideAdaptiveClipping(OrderedFedAvg(), z, 1.0, 5, seed=0)

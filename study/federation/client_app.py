@@ -53,6 +53,9 @@ def _training_rows(experiment: FederatedExperiment, preprocessor: Preprocessor, 
 @app.query("identify")
 def identify(msg: Message, context: Context) -> Message:
     """Which site this node is (its partition-id): the server addresses each experiment's sites by it."""
+    if "partition-id" not in context.node_config:
+        raise SiteDataError("a SuperNode has no partition-id: start each site's SuperNode with --node-config "
+                            "'partition-id=N ...', numbering the sites 0, 1, 2, ...")
     site = ConfigRecord({"partition-id": int(context.node_config["partition-id"])})
     return Message(RecordDict({"site": site}), reply_to=msg)
 

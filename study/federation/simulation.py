@@ -13,7 +13,8 @@ from flwr.simulation import run_simulation
 
 from study.federation.client_app import app as client_app
 from study.federation.protocol import FederatedExperiment
-from study.federation.server_app import FederatedOutcome, Progress, SiteFailure, build_server_app
+from study.federation.server_app import FederatedOutcome, Progress, build_server_app
+from study.federation.site_queries import SiteFailure
 
 
 def run_federated(experiments: list[FederatedExperiment], progress: Progress,
