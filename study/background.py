@@ -15,9 +15,9 @@ class BackgroundWork(Generic[Result]):
     this work to finish.
     """
 
-    def __init__(self, work: Callable[[], Result]) -> None:
+    def __init__(self, work: Callable[[], Result], name: str = "study-work") -> None:
         self._outcome: list = []
-        self._thread = threading.Thread(target=self._run, args=(work,), name="in-process-arms", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
         self._thread.start()
 
     def _run(self, work: Callable[[], Result]) -> None:

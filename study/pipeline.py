@@ -56,7 +56,8 @@ def run_study(
         progress(f"reusing {reused} cached results; training {len(units) - reused}")
     # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
     # wall time waiting on Flower's message polling, so the cores are free for them.
-    in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress))
+    in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress),
+                                name="in-process-arms")
     federated_units = [u for u in units if _federated(u) and u not in done]
     for unit, result in _federated_arms(config, federated_units, progress, ray_address):
         done[unit] = result
@@ -268,8 +269,23 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
 
     progress(f"starting Flower simulation: {len(units)} federated experiment(s) x {config.rounds} round(s)")
     experiments = [federated_experiment(config, unit) for unit in units]
-    for unit, outcome in zip(units, run_federated(experiments, progress, ray_address)):
-        yield unit, federated_records(unit, outcome)
+    evaluations: list[BackgroundWork[UnitResult]] = []
+
+    def evaluate_soon(outcome: FederatedOutcome) -> None:
+        """Evaluate each finished experiment while the next one trains (the study process mostly waits on the
+        sites meanwhile), one at a time and in order."""
+        unit, previous = units[len(evaluations)], evaluations[-1] if evaluations else None
+
+        def evaluate() -> UnitResult:
+            if previous is not None:
+                previous.result()
+            return federated_records(unit, outcome)
+
+        evaluations.append(BackgroundWork(evaluate, name="federated-evaluation"))
+
+    run_federated(experiments, progress, ray_address, on_outcome=evaluate_soon)
+    for unit, evaluation in zip(units, evaluations, strict=True):
+        yield unit, evaluation.result()
 
 
 def federated_records(unit: Unit, outcome: FederatedOutcome) -> UnitResult:

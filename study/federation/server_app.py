@@ -53,15 +53,18 @@ def build_server_app(
     outcomes: list[FederatedOutcome],
     failures: list[SiteFailure],
     progress: Progress,
+    on_outcome: Callable[[FederatedOutcome], None] = lambda outcome: None,
 ) -> ServerApp:
-    """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order (or a site's failure
-    to `failures`, which ends the run)."""
+    """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order, handing each to
+    `on_outcome` as soon as it is there (or a site's failure to `failures`, which ends the run)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcomes.extend(run_experiments(grid, experiments, n_nodes, progress))
+            for outcome in run_experiments(grid, experiments, n_nodes, progress):
+                outcomes.append(outcome)
+                on_outcome(outcome)
         except SiteFailure as failure:
             failures.append(failure)
 
