@@ -36,7 +36,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SITES = ("north", "south", "east")
 COLUMNS = ("age", "bmi", "systolic", "glucose")
-RUN_SETTINGS = {"target": "outcome", "sites": 3, "rounds": 2, "seeds": "0", "models": "lr", "epsilons": "1"}
+RUN_SETTINGS = {"dataset": "csv", "target": "outcome", "sites": 3, "rounds": 2, "seeds": "0", "models": "lr", "epsilons": "1"}
 
 
 def _write_cohort(folder: Path) -> None:

@@ -30,6 +30,9 @@ def _local_site(config: ConfigRecord, context: Context) -> tuple[int, Site, Sche
     partition = int(context.node_config["partition-id"])
     split = split_from_config(config)
     if not split.source.at_sites:
+        if "data-path" in context.node_config:  # never train a real site on other data than its own
+            raise SiteDataError(f"site {partition}: this SuperNode holds a data file, but the run names the dataset "
+                                f"{split.source.dataset}; run with --run-config \"dataset='csv' target='...'\"")
         return partition, build_sites(split)[partition], schema_of(split.source)
     name = str(context.node_config.get("site-name", f"site {partition + 1}"))
     if "data-path" not in context.node_config:

@@ -80,7 +80,7 @@ def run_experiments(grid: Grid, experiments: list[FederatedExperiment], n_nodes:
     # of a round's wall time for these small models. Checking every 10 ms costs nothing measurable.
     if hasattr(grid, "pull_interval"):
         grid.pull_interval = min(grid.pull_interval, 0.01)
-    node_of_partition = identify_sites(grid, wait_for_sites(grid, n_nodes))
+    node_of_partition = identify_sites(grid, wait_for_sites(grid, n_nodes, progress))
     prepared: dict[tuple[SplitSpec, bool], tuple[Preprocessor, list[SiteReport]]] = {}
     started = time.perf_counter()
     for number, experiment in enumerate(experiments, start=1):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
@@ -57,12 +58,18 @@ class SitesGrid:
         return getattr(self._grid, name)
 
 
-def wait_for_sites(grid: Grid, n_nodes: int, timeout: float = 300.0) -> list[int]:
-    deadline = time.monotonic() + timeout
+def wait_for_sites(grid: Grid, n_nodes: int, progress: Callable[[str], None], timeout: float = 300.0) -> list[int]:
+    """Every connected node once `n_nodes` are there; says every 30 s how many are, and gives up after `timeout`."""
+    started = time.monotonic()
+    next_notice = started + 30
     while len(node_ids := sorted(grid.get_node_ids())) < n_nodes:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > started + timeout:
             raise SiteFailure(f"only {len(node_ids)} of {n_nodes} sites connected within {timeout:.0f} s; start a "
                               "SuperNode for every site (or set sites to the number running)")
+        if now > next_notice:
+            progress(f"waiting for sites: {len(node_ids)} of {n_nodes} connected")
+            next_notice += 30
         time.sleep(0.2)
     return node_ids
 

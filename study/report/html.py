@@ -64,9 +64,17 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
         if federated and (noiseless := accuracy("federated-dp", math.inf)):
             sentence += (f" Without any noise (ε = ∞) but with the DP arm's public-range scaling and clipping, federated "
                          f"DP-SGD reached {noiseless[0]}")
-            gap = federated[1] - noiseless[1]
-            sentence += (f": {100 * gap:.1f} points of the cost of privacy come from not sharing the sites' exact "
-                         "statistics and from clipping, not from noise." if gap > 0 else ".")
+            scaling_cost = federated[1] - noiseless[1]
+            noisy_cost = federated[1] - private[1] if strongest is not None and private else None
+            if scaling_cost > 0 and noisy_cost is not None and scaling_cost >= noisy_cost:
+                sentence += (f": all of the {100 * noisy_cost:.1f} points lost at ε = {format_budget(strongest)} are "
+                             "explained by not sharing the sites' exact statistics and by clipping, not by noise (the "
+                             "differences between budgets are within the confidence intervals).")
+            elif scaling_cost > 0:
+                sentence += (f": {100 * scaling_cost:.1f} points of the cost of privacy come from not sharing the "
+                             "sites' exact statistics and from clipping, not from noise.")
+            else:
+                sentence += "."
         sentences.append(sentence)
     return sentences
 

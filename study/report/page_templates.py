@@ -72,7 +72,10 @@ simulated hospitals, split {{ {"iid": "uniformly at random (IID)", "dirichlet": 
 "quantity": "with quantity skew (very unequal sizes, same case mix)"}[data.split] }}{% if data.split != "iid" %}
 (α = {{ config.alpha }}){% endif %}.{% endif %} Each hospital's rows are split into training and test rows
 ({{ "%.0f" | format(100 * config.test_fraction) }}% test) per seed; every arm uses the same split.</p>
-{% if data.columns %}<table>
+{% set plain_columns = data.columns | selectattr("kind", "equalto", "numeric") | rejectattr("missing") | list %}
+{% if data.columns and plain_columns | length == data.columns | length %}<p>Features: {{ data.columns | length }} numeric
+columns, none with a missing value ({{ data.columns | map(attribute="name") | join(", ") }}).</p>
+{% elif data.columns %}<table>
   <thead><tr><th>column</th><th>kind</th><th>missing</th></tr></thead>
   <tbody>{% for column in data.columns %}<tr><td>{{ column.name }}</td><td>{{ column.kind }}</td><td class="num">{{ "%.1f" | format(100 * column.missing) }}%</td></tr>{% endfor %}</tbody>
 </table>{% endif %}
