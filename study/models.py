@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
+# torch initialises layers from its one global generator: models built at the same time in two threads (the
+# in-process arms, the federated server, the background evaluation) would take each other's random numbers.
+_GLOBAL_RNG = threading.Lock()
+
 
 def build_model(name: str, n_features: int, *, hidden: int, seed: int) -> nn.Module:
-    """A freshly initialised model whose weights depend only on (name, n_features, hidden, seed)."""
-    with torch.random.fork_rng(devices=[]):
+    """A freshly initialised model whose weights depend only on (name, n_features, hidden, seed), whichever
+    threads build models at the same time."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "lr":
             return nn.Linear(n_features, 1)

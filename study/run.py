@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+from study.federation.engine import EarlyEngine
+
+if TYPE_CHECKING:
+    from study.config import StudyConfig
 
 PROG = "python -m study.run"
 
@@ -26,10 +33,13 @@ class ProgressPrinter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; Ctrl-C at any point (even while libraries load) ends in one line and writes nothing."""
+    engine: list[EarlyEngine] = []
     try:
-        return _run(argv)
+        return _run(argv, engine)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no run folder was written and earlier runs are untouched", file=sys.stderr)
+        if engine:
+            engine[0].release()
         if "ray" in sys.modules:
             from study.stop import stop_engine
 
@@ -42,15 +52,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(argv: Sequence[str] | None) -> int:
+def _run(argv: Sequence[str] | None, engine: list[EarlyEngine]) -> int:
+    """Parse, start the engine early, load and check the data, run, write; `engine` receives the early engine so
+    that main() can stop it on Ctrl-C."""
     from study.cli import parse, reproduce_command
-    from study.config import ConfigError
+    from study.config import FEDERATED_ARMS, ConfigError
 
     try:
         config, args = parse(argv)
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    if any(arm in FEDERATED_ARMS for arm in config.arms):
+        engine.append(EarlyEngine(args.ray_address))  # starts while torch, Opacus and Flower load below
+    try:
+        return _run_study(config, args, reproduce_command(config, args.output))
+    finally:
+        if engine:
+            engine[0].release()
+
+
+def _run_study(config: StudyConfig, args: argparse.Namespace, command: str) -> int:
+    from study.config import ConfigError
     # Imported after parsing (so --help is instant) and not at module level, so that an interrupt while torch and
     # Flower load is handled by main().
     from study.federation.site_queries import SiteFailure
@@ -73,7 +96,7 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"{PROG}: error: a site failed during federated training ({failure}); no run folder was written, "
               "finished results are kept in the cache for the next run", file=sys.stderr)
         return 1
-    run_dir = write_run(results, args.output, reproduce_command(config, args.output), started)
+    run_dir = write_run(results, args.output, command, started)
     progress(f"done in {results.seconds['total']:.0f} s: {results.trained} results trained, "
              f"{results.reused} reused from the cache")
     print(Path(run_dir) / "index.html")
@@ -81,4 +104,9 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Every file is written and closed: skip the interpreter's teardown of torch, Ray and Flower (about 1.5 s).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)

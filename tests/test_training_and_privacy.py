@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,25 @@ def test_same_seed_gives_identical_weights(privacy):
         fit(model, features, labels, settings, seed=5, privacy=privacy)
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_models_built_in_parallel_threads_get_their_seeds_weights():
+    """The server, the in-process arms and the background evaluation build models at the same time."""
+    alone = {seed: build_model("mlp", 30, hidden=32, seed=seed).state_dict() for seed in range(4)}
+    differing = []
+
+    def build_many(seed: int) -> None:
+        for _ in range(100):
+            weights = build_model("mlp", 30, hidden=32, seed=seed).state_dict()
+            if not all(torch.equal(weights[name], alone[seed][name]) for name in weights):
+                differing.append(seed)
+
+    threads = [threading.Thread(target=build_many, args=(seed,)) for seed in alone]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not differing
 
 
 def test_dp_history_records_the_steps_really_taken():
