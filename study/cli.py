@@ -99,13 +99,21 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return build_config(values)
 
 
+# Settings that only one dataset reads; the reproduce command leaves them out for other datasets when unchanged.
+DATASET_ONLY = {"data_dir": "heart-disease", "synthetic_rows": "synthetic-hospitals",
+                "synthetic_shift": "synthetic-hospitals", "synthetic_missing": "synthetic-hospitals",
+                "synthetic_prevalence": "synthetic-hospitals", "synthetic_seed": "synthetic-hospitals"}
+
+
 def reproduce_command(config: StudyConfig, output: Path) -> str:
-    """A command that runs exactly this config again, every value spelled out."""
+    """A command that runs exactly this config again, every value that matters spelled out."""
     parts = ["python", "-m", "study.run"]
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if value is None or value == "":
             continue  # unset: the default is the same
+        if DATASET_ONLY.get(field.name, config.dataset) != config.dataset and value == field.default:
+            continue  # another dataset's setting, at its default
         values = value if isinstance(value, tuple) else (value,)
         parts += [option_name(field.name)] + [repr(v) if isinstance(v, float) else str(v) for v in values]
     parts += ["--output", str(output)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -54,12 +55,20 @@ def run_study(
     reused = len(done)
     if reused:
         progress(f"reusing {reused} cached results; training {len(units) - reused}")
-    # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
-    # wall time waiting on Flower's message polling, so the cores are free for them.
-    in_process = BackgroundWork(lambda: _train_in_process_arms(config, seeds, units, done, cache, progress),
-                                name="in-process-arms")
     federated_units = [u for u in units if _federated(u) and u not in done]
-    for unit, result in _federated_arms(config, federated_units, progress, ray_address):
+    # In-process arms train in a second thread while the federated arms run: the simulation spends most of its
+    # wall time waiting on messages, so a core is free for them. They start once the simulated sites have loaded
+    # torch, Opacus and Flower, which is what keeps both cores busy until then.
+    sites_ready = threading.Event()
+    if not federated_units:
+        sites_ready.set()
+
+    def train_in_process() -> float:
+        sites_ready.wait()
+        return _train_in_process_arms(config, seeds, units, done, cache, progress)
+
+    in_process = BackgroundWork(train_in_process, name="in-process-arms")
+    for unit, result in _federated_arms(config, federated_units, progress, ray_address, sites_ready.set):
         done[unit] = result
         cache.store(config, unit, result)
     federated_seconds = time.perf_counter() - started
@@ -261,8 +270,8 @@ def _train_in_process(config: StudyConfig, data: SeedData, unit: Unit, progress:
     return _unit_result(unit, evaluated)
 
 
-def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
-                    ray_address: str | None) -> Iterator[tuple[Unit, UnitResult]]:
+def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress, ray_address: str | None,
+                    on_sites_ready: Callable[[], None]) -> Iterator[tuple[Unit, UnitResult]]:
     if not units:
         return
     from study.federation.simulation import run_federated  # imports Flower and Ray only when needed
@@ -283,7 +292,7 @@ def _federated_arms(config: StudyConfig, units: list[Unit], progress: Progress,
 
         evaluations.append(BackgroundWork(evaluate, name="federated-evaluation"))
 
-    run_federated(experiments, progress, ray_address, on_outcome=evaluate_soon)
+    run_federated(experiments, progress, ray_address, on_outcome=evaluate_soon, on_sites_ready=on_sites_ready)
     for unit, evaluation in zip(units, evaluations, strict=True):
         yield unit, evaluation.result()
 

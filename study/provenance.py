@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("flwr", "torch", "opacus", "ray", "scikit-learn", "numpy", "pandas", "scipy", "seaborn", "matplotlib", "jinja2")
 
@@ -19,4 +21,17 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> str:
-    return f"{platform.system()} {platform.machine()}, {platform.processor() or 'unknown CPU'}"
+    """Operating system, architecture, CPU model and the number of cores the study could use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{platform.system()} {platform.machine()}, {_cpu_model()}, {cores} core(s)"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (platform.processor() is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

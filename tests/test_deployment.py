@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from leftovers import processes_left_in
 from study.cli import parse
 from study.pipeline import run_study
 
@@ -158,7 +159,7 @@ def deployment(folder: Path, site_files: list[str], *, tls: bool = False) -> Ite
         running.stop()
         leftovers = [p.pid for p in running.processes if p.poll() is None]
         assert not leftovers, f"processes still running: {leftovers}"
-        assert not _processes_started_in(folder), "a Flower process outlived the test"
+        assert not processes_left_in(folder), "a Flower process outlived the test"
 
 
 def _wait_for_port(port: int, timeout: float = 60) -> None:
@@ -169,19 +170,6 @@ def _wait_for_port(port: int, timeout: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"the SuperLink did not listen on 127.0.0.1:{port}")
-
-
-def _processes_started_in(folder: Path) -> list[int]:
-    """Processes whose working folder is the test's (every process a deployment started runs there or below)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")).is_relative_to(folder):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def _metrics(results_csv: Path) -> pd.DataFrame:

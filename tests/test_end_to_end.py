@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from leftovers import processes_left_in
 from study.cli import parse
 from study.models import build_model
 from study.report.runs_index import write_runs_index
@@ -27,25 +28,12 @@ SMALL_STUDY = ["--seeds", "0", "--rounds", "3", "--local-epochs", "1", "--epsilo
 
 
 def _run_cli(reports) -> subprocess.CompletedProcess:
+    """The CLI, started in the reports folder so that every process it starts (Ray's among them) is found there."""
     done = subprocess.run([sys.executable, "-m", "study.run", *SMALL_STUDY, "--output", str(reports)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=reports)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not _ray_processes(), "the CLI left Ray processes running"
+    assert not processes_left_in(reports), "the CLI left processes running"
     return done
-
-
-def _ray_processes() -> list[str]:
-    """Live (not zombie) Ray processes on this machine: the GCS, raylets, workers and agents."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(name in command for name in ("ray::", "raylet", "gcs_server", "ray/_private")):
-            found.append(f"{entry.name}: {command[:120]}")
-    return found
 
 
 def _run_folders(reports):

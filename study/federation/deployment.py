@@ -108,7 +108,8 @@ def deployment_results(config: StudyConfig, units: list, outcomes: list[Federate
         seconds={"federated_arms": seconds, "total": seconds},
         trained=len(units),
         data=_data_summary(config, outcomes),
-        engine={"name": "deployment", "supernodes": config.sites, "rounds": config.rounds},
+        engine={"name": "deployment", "supernodes": config.sites, "rounds": config.rounds,
+                "data_at_sites": source_of(config).at_sites},
     )
 
 

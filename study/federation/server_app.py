@@ -54,15 +54,17 @@ def build_server_app(
     failures: list[SiteFailure],
     progress: Progress,
     on_outcome: Callable[[FederatedOutcome], None] = lambda outcome: None,
+    on_sites_ready: Callable[[], None] = lambda: None,
 ) -> ServerApp:
     """A ServerApp that appends one FederatedOutcome per experiment to `outcomes`, in order, handing each to
-    `on_outcome` as soon as it is there (or a site's failure to `failures`, which ends the run)."""
+    `on_outcome` as soon as it is there (or a site's failure to `failures`, which ends the run); `on_sites_ready`
+    is called once every site has answered its first message (its code is loaded)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            for outcome in run_experiments(grid, experiments, n_nodes, progress):
+            for outcome in run_experiments(grid, experiments, n_nodes, progress, on_sites_ready=on_sites_ready):
                 outcomes.append(outcome)
                 on_outcome(outcome)
         except SiteFailure as failure:
@@ -72,15 +74,18 @@ def build_server_app(
 
 
 def run_experiments(grid: Grid, experiments: list[FederatedExperiment], n_nodes: int, progress: Progress, *,
-                    evaluate_at_sites: bool = False) -> Iterator[FederatedOutcome]:
+                    evaluate_at_sites: bool = False,
+                    on_sites_ready: Callable[[], None] = lambda: None) -> Iterator[FederatedOutcome]:
     """Run the experiments one after another on the `n_nodes` nodes of `grid`; an experiment of k sites uses the
     nodes of partition-id 0 to k-1. With `evaluate_at_sites` (a deployment, where the server holds no test rows),
-    each site also scores every round's global model on its own test rows."""
+    each site also scores every round's global model on its own test rows. `on_sites_ready` is called once every
+    site has answered."""
     # The simulation's in-memory grid checks for replies every 0.1 s by default (its `pull_interval`): a fifth
     # of a round's wall time for these small models. Checking every 10 ms costs nothing measurable.
     if hasattr(grid, "pull_interval"):
         grid.pull_interval = min(grid.pull_interval, 0.01)
     node_of_partition = identify_sites(grid, wait_for_sites(grid, n_nodes, progress))
+    on_sites_ready()
     prepared: dict[tuple[SplitSpec, bool], tuple[Preprocessor, list[SiteReport]]] = {}
     started = time.perf_counter()
     for number, experiment in enumerate(experiments, start=1):

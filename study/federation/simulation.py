@@ -20,16 +20,18 @@ from study.federation.site_queries import SiteFailure
 
 
 def run_federated(experiments: list[FederatedExperiment], progress: Progress, ray_address: str | None = None,
-                  on_outcome: Callable[[FederatedOutcome], None] = lambda outcome: None) -> list[FederatedOutcome]:
+                  on_outcome: Callable[[FederatedOutcome], None] = lambda outcome: None,
+                  on_sites_ready: Callable[[], None] = lambda: None) -> list[FederatedOutcome]:
     """Train every experiment on simulated SuperNodes (as many as the largest experiment has sites); outcomes in
-    experiment order, each also handed to `on_outcome` (from the server's thread) as soon as it is done. With
+    experiment order, each also handed to `on_outcome` (from the server's thread) as soon as it is done;
+    `on_sites_ready` is called once every simulated site has loaded the study's code and answered. With
     `ray_address`, the simulation runs on that existing Ray cluster instead of starting one here."""
     if not experiments:
         return []
     outcomes: list[FederatedOutcome] = []
     failures: list[SiteFailure] = []
     n_nodes = max(experiment.split.n_sites for experiment in experiments)
-    server_app = build_server_app(experiments, n_nodes, outcomes, failures, progress, on_outcome)
+    server_app = build_server_app(experiments, n_nodes, outcomes, failures, progress, on_outcome, on_sites_ready)
     quiet_engine_notices()
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level

@@ -79,6 +79,27 @@ def headline(table: pd.DataFrame, metadata: dict[str, Any]) -> list[str]:
     return sentences
 
 
+ARM_PHRASES = {
+    "centralized": "training on pooled data (centralized)",
+    "local": "each hospital alone (local)",
+    "federated": "training together with Flower's FedAvg without moving any patient row (federated)",
+    "centralized-dp": "pooled training with differential privacy for every patient record (centralized-dp, DP-SGD)",
+    "federated-dp": "federated training with differential privacy for every patient record at every hospital "
+                    "(federated-dp, DP-SGD)",
+    "federated-client-dp": "federated training that hides each whole hospital (federated-client-dp)",
+}
+
+
+def compared_arms(arms: list[str]) -> str:
+    """What the run compared, in words, naming only the arms it ran."""
+    phrases = [phrase for arm, phrase in ARM_PHRASES.items() if arm in arms]
+    if not phrases:  # contrast arms only
+        return "ran the arms " + ", ".join(arms)
+    if len(phrases) == 1:
+        return f"ran {phrases[0]}"
+    return "compared " + ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
 def with_data_summary(metadata: dict[str, Any]) -> dict[str, Any]:
     """Run folders written before runs saved their data summary (all on the bundled breast-cancer data): rebuild
     what the report needs from their config, so they still re-render and stay in the runs index."""
@@ -102,6 +123,7 @@ def render(table: pd.DataFrame, split: pd.DataFrame, figures: list[Figure], meta
         metadata=metadata,
         config=config,
         headline=headline(table, metadata),
+        compared_arms=compared_arms(list(config["arms"])),
         noiseless_budget=any(math.isinf(float(epsilon)) for epsilon in config["epsilons"]),
         results=results_table(table),
         strategies=strategy_table(table),

@@ -35,8 +35,11 @@ REPORT = r"""<!DOCTYPE html>
 {%- if metadata.get("results_reused") %} · {{ metadata.results_reused }} of {{ metadata.results_reused + metadata.results_trained }}
 results reused from earlier runs with the same settings{% endif %}</p>
 {% set engine = metadata.get("engine") or {"name": "simulation"} %}
-{% if engine.name == "deployment" %}<p class="note"><strong>Run on Flower's deployment engine</strong>: a SuperLink
-and {{ engine.supernodes }} SuperNodes, one per hospital, each reading its own file on its own machine; {{ engine.rounds }}
+{% if engine.name == "deployment" %}<p class="note">{% if engine.get("data_at_sites", true) %}<strong>Run on Flower's
+deployment engine</strong>: a SuperLink and {{ engine.supernodes }} SuperNodes, one per hospital, each reading its own
+file on its own machine{% else %}<strong>Run as a Flower App</strong> (<code>flwr run</code>) with {{ engine.supernodes }}
+sites that took their rows from the bundled dataset (Flower's local simulation, or SuperNodes started without a data
+file): a trial of the deployment path with all the data on one machine{% endif %}; {{ engine.rounds }}
 round(s). Only federated arms run in a deployment (pooled and local training would need the rows in one place or a
 study process at each site). The sites scored every round's global model on their own test rows and sent back the
 predicted probabilities and true labels of those test rows, which is all the metrics below are computed from; the
@@ -46,8 +49,7 @@ test labels are not protected by differential privacy. No canary audit runs in a
   <h2 style="border:0;margin-top:.3em">Headline</h2>
   <p>{% if data.split == "natural" %}The {{ n_rows }} patients of the dataset come from its own {{ data.sites }}
   hospitals ({{ data.site_names | join(", ") }}); we{% else %}We split the {{ n_rows }} patients of the dataset across
-  {{ data.sites }} simulated hospitals and{% endif %} compared training on pooled data (centralized), each hospital alone (local), training together with Flower's
-  FedAvg without moving any patient row (federated), and the same with differential privacy (DP-SGD).
+  {{ data.sites }} simulated hospitals and{% endif %} {{ compared_arms }}.
   {% if config.seeds | length > 1 %}Numbers are means over {{ config.seeds | length }} seeds (different splits and
   training runs), ± the half-width of the 95% confidence interval.{% else %}Numbers come from a single seed, so they
   carry no confidence interval; rerun with several <code>--seeds</code> for one.{% endif %}</p>
@@ -199,8 +201,10 @@ rule (mean and standard deviation from the sites' combined training statistics; 
 DP arms use the public feature ranges instead, so that no statistic of the data escapes the privacy budget), the
 same model code and the same training loop (SGD, learning rate {{ config.learning_rate }}, batch {{ config.batch_size }}).
 Each training record is seen {{ config.rounds * config.local_epochs }} times in every arm: federated arms run
-{{ config.rounds }} FedAvg rounds of {{ config.local_epochs }} local epoch(s) in Flower's simulation engine;
-centralized and local arms train for {{ config.rounds * config.local_epochs }} epochs. DP arms use Opacus DP-SGD
+{{ config.rounds }} FedAvg rounds of {{ config.local_epochs }} local epoch(s) {% if engine.name == "deployment" %}on
+Flower's deployment engine{% else %}in Flower's simulation engine{% endif %}{% if config.arms | select("in",
+["centralized", "local", "centralized-dp", "centralized-iid"]) | list %}; centralized and local arms train for
+{{ config.rounds * config.local_epochs }} epochs{% endif %}. DP arms use Opacus DP-SGD
 (Poisson sampling, per-example clipping at norm {{ config.max_grad_norm }}).{% if "centralized-iid" in config.arms
 or "federated-iid" in config.arms %} The contrast arms (centralized-iid, federated-iid) train the same way on an IID
 split of the same patients over the same number of sites, with its own test rows.{% endif %}</p>
