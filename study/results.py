@@ -66,8 +66,9 @@ def make_predictions(records: list[dict]) -> pd.DataFrame:
 
 
 def final_results(table: pd.DataFrame) -> pd.DataFrame:
-    """Each arm's final model: rows of non-federated arms, and federated rows of the last round."""
-    last_round = table["round"].max()
+    """Each arm's final model: rows of non-federated arms, and federated rows of each arm's own last round (the
+    scaling sweep runs fewer rounds than the study, a deployment may run other numbers)."""
+    last_round = table.groupby(["arm", "model", "seed"], dropna=False)["round"].transform("max")
     return table[table["round"].isna() | (table["round"] == last_round)]
 
 

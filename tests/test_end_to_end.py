@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,23 @@ def test_report_in_a_real_browser_loads_offline_without_errors(small_run):
     assert [url for url in requests if url != report.as_uri()] == []
     assert len(widths) == len(FIGURES) and all(width > 0 for width in widths)
     assert present == SECTIONS
+
+
+@pytest.mark.parametrize("after_line", ["starting Flower simulation", "federated experiment 2/"])
+def test_ctrl_c_ends_the_run_at_once_in_one_line_and_leaves_nothing(after_line, tmp_path):
+    """Interrupted while the engine starts and while the sites train: exit 130, one line (Ray's own notices aside),
+    no run folder, no process left."""
+    started = subprocess.Popen([sys.executable, "-m", "study.run", *SMALL_STUDY, "--output", str(tmp_path)],
+                               cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in started.stderr:
+        lines.append(line)
+        if after_line in line:
+            break
+    started.send_signal(signal.SIGINT)
+    stdout, rest = started.communicate(timeout=30)
+    ours = [line for line in rest.splitlines() if "network_util" not in line]
+    assert started.returncode == 130, "".join(lines) + rest
+    assert ours == ["python -m study.run: interrupted; no run folder was written and earlier runs are untouched"]
+    assert stdout == "" and _run_folders(tmp_path) == []
+    assert not processes_left_in(tmp_path)

@@ -2,12 +2,13 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from study.evaluation import ALL_SITES
 from study.report.html import headline
-from study.results import make_table
+from study.results import final_results, make_table
 
 
 def _table(accuracies: dict[tuple[str, float | None], float]) -> pd.DataFrame:
@@ -37,3 +38,16 @@ def test_headline_makes_no_attribution_without_a_noiseless_loss(noiseless):
         accuracies[("federated-dp", math.inf)] = noiseless
     [sentence] = headline(_table(accuracies), METADATA)
     assert "points of the cost of privacy" not in sentence
+
+
+def test_final_results_take_each_arms_own_last_round():
+    """The scaling sweep's 3 rounds must not hide a federated arm trained for 2 (the runs index showed '–')."""
+    rows = [{"arm": arm, "model": "lr", "seed": 0, "epsilon": np.nan, "round": round_, "site": "all sites",
+             "metric": "accuracy", "value": value}
+            for arm, rounds in (("federated", 2), ("federated-scaling", 3)) for round_, value in
+            zip(range(1, rounds + 1), (0.5, 0.9, 0.7))]
+    rows.append({"arm": "centralized", "model": "lr", "seed": 0, "epsilon": np.nan, "round": np.nan,
+                 "site": "all sites", "metric": "accuracy", "value": 0.95})
+    final = final_results(make_table(rows))
+    assert sorted(zip(final["arm"], final["round"].fillna(0))) == [
+        ("centralized", 0), ("federated", 2), ("federated-scaling", 3)]

@@ -4,6 +4,7 @@ coordinator writes the same results table and report as a simulated study."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from datetime import datetime, timezone
@@ -65,7 +66,10 @@ def deployment_config(run_config: dict[str, Any]) -> StudyConfig:
     if values.get("dataset", "csv") == "csv":
         values.update(dataset="csv", data=SITE_FILES)
     values["canaries"] = 0
-    config = build_config(values)
+    try:
+        config = build_config(values)
+    except ConfigError as error:  # the study names its CLI options; a deployment user sets run config keys
+        raise ConfigError(re.sub(r"^--([a-z-]+)", r"run config \1", str(error))) from None
     others = [arm for arm in config.arms if arm not in FEDERATED_ARMS or arm == "federated-iid"]
     if others:
         raise ConfigError(f"run config arms: {others[0]!r} cannot run on a deployment (the sites' rows stay at the "

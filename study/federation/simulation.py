@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from types import FrameType
 from typing import Callable, Iterator
@@ -64,27 +65,37 @@ def run_federated(experiments: list[FederatedExperiment], progress: Progress, ra
     return outcomes
 
 
-MESSAGE_PUMP_POLL_SECONDS = 0.01
+MESSAGE_PUMP_MIN_POLL_SECONDS = 0.01
+# The pump asks the state for every node's messages on each pass: with many nodes a pass costs real time, so the wait
+# between passes stays at least this many times the last pass (the pump then uses at most a fifth of a core).
+MESSAGE_PUMP_WAIT_PER_PASS = 4.0
 
 
 class _PromptStopEvent:
-    """Flower's stop event for its message pump, with every poll wait cut to MESSAGE_PUMP_POLL_SECONDS."""
+    """Flower's stop event for its message pump, with each poll wait cut to 10 ms, or to four times the pass before
+    it when that is longer, but never longer than Flower's own wait."""
 
     def __init__(self, event: threading.Event) -> None:
         self._event = event
+        self._pass_started = time.perf_counter()
 
     def is_set(self) -> bool:
         return self._event.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(MESSAGE_PUMP_POLL_SECONDS if timeout is None else min(timeout, MESSAGE_PUMP_POLL_SECONDS))
+        last_pass = time.perf_counter() - self._pass_started
+        wait = max(MESSAGE_PUMP_MIN_POLL_SECONDS, MESSAGE_PUMP_WAIT_PER_PASS * last_pass)
+        stopped = self._event.wait(wait if timeout is None else min(timeout, wait))
+        self._pass_started = time.perf_counter()
+        return stopped
 
 
 @contextmanager
 def _prompt_message_pump() -> Iterator[None]:
     """Flower 1.42's simulation moves the server's messages to the sites in a loop that sleeps 0.1 s between
     passes, so every round of a small model waits about that long for nothing (most of its wall time). While the
-    study's simulation runs, that loop polls every 10 ms instead; nothing else about it changes."""
+    study's simulation runs, that loop polls every 10 ms instead (less often when a pass over many nodes takes
+    long); nothing else about it changes."""
     original = vce_api.add_messages_to_queue
 
     def add_messages_promptly(state, queue, nodes_mapping, f_stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
@@ -98,13 +109,16 @@ def _prompt_message_pump() -> Iterator[None]:
 
 
 def _silence_engine_on_interrupt(flwr_logger: logging.Logger) -> Callable[[], None]:
-    """On Ctrl-C, mute Flower's reports of the actors the interrupt killed, then interrupt as usual."""
+    """On Ctrl-C, mute Flower for good (its threads go on reporting the actors the interrupt stopped while the
+    process ends), then interrupt as before: the caller's handler, or KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGINT)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
-        flwr_logger.setLevel(logging.CRITICAL + 1)
+        flwr_logger.disabled = True
+        if callable(previous):
+            previous(signum, frame)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
