@@ -28,8 +28,8 @@ def run_keeping_outcomes(config: StudyConfig):
     """run_study, with the raw federated outcomes kept in `results.outcomes`."""
     outcomes = []
 
-    def keep_outcomes(experiments, progress, ray_address=None, on_outcome=lambda outcome: None):
-        outcomes.extend(real_run_federated(experiments, progress, ray_address, on_outcome))
+    def keep_outcomes(experiments, progress, ray_address=None, **hooks):
+        outcomes.extend(real_run_federated(experiments, progress, ray_address, **hooks))
         return outcomes
 
     real_run_federated = simulation.run_federated
