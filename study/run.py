@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from study.federation.engine import EarlyEngine
 
@@ -66,7 +66,8 @@ class _Interrupts:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _end_at_once() -> None:
+def _end_at_once() -> NoReturn:
+    """End every process the run started and exit 130 now, joining no thread."""
     from study.stop import kill_started_processes
 
     kill_started_processes()
@@ -84,7 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _end_at_once()
     finally:
         interrupts.restore()
-    return 130  # not reached: _end_at_once ends the process
 
 
 def _run(argv: Sequence[str] | None, interrupts: _Interrupts) -> int:

@@ -64,7 +64,7 @@ class EarlyEngine:
         worker_logger.setLevel(logging.ERROR)
         try:
             ray.init(runtime_env=_flower_runtime_env(), **ray_init_args(self._ray_address))
-        except Exception:  # noqa: BLE001 - Flower then starts Ray itself and reports the problem there
+        except Exception:  # Flower then starts Ray itself and reports the problem there
             return
         finally:
             worker_logger.setLevel(previous_level)

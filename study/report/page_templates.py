@@ -201,8 +201,8 @@ rule (mean and standard deviation from the sites' combined training statistics; 
 DP arms use the public feature ranges instead, so that no statistic of the data escapes the privacy budget), the
 same model code and the same training loop (SGD, learning rate {{ config.learning_rate }}, batch {{ config.batch_size }}).
 Each training record is seen {{ config.rounds * config.local_epochs }} times in every arm: federated arms run
-{{ config.rounds }} FedAvg rounds of {{ config.local_epochs }} local epoch(s) {% if engine.name == "deployment" %}on
-Flower's deployment engine{% else %}in Flower's simulation engine{% endif %}{% if config.arms | select("in",
+{{ config.rounds }} FedAvg rounds of {{ config.local_epochs }} local epoch(s) {% if engine.name == "deployment" %}through
+a Flower SuperLink (<code>flwr run</code>){% else %}in Flower's simulation engine{% endif %}{% if config.arms | select("in",
 ["centralized", "local", "centralized-dp", "centralized-iid"]) | list %}; centralized and local arms train for
 {{ config.rounds * config.local_epochs }} epochs{% endif %}. DP arms use Opacus DP-SGD
 (Poisson sampling, per-example clipping at norm {{ config.max_grad_norm }}).{% if "centralized-iid" in config.arms
